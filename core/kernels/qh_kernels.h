@@ -1,0 +1,107 @@
+/* qh_kernels.h - compute kernels of the core (internal to libqhost; the tests use them too).
+ *
+ * Every kernel qh_k_<op>_f32 has a plain reference twin qh_k_<op>_f32_ref it is tested against.
+ * Optimized kernels use AVX2/FMA and OpenMP within qh_threads(). Work is split over rows, images
+ * or channels, never with a floating-point reduction across threads, so the results are identical
+ * for any thread count. Backward kernels overwrite (never accumulate into) their outputs.
+ * All tensors are contiguous, NCHW, weights [out, in/groups, kh, kw] as in PyTorch.
+ */
+#ifndef QH_KERNELS_H
+#define QH_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qhost/qh_rng.h"
+
+/* ---------------------------------------------------------------- GEMM
+ * C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, leading dimensions in elements.
+ * op(A) = A (ta = false, A is M x K) or A^T (ta = true, A is K x M); the same for B.
+ * beta == 0 means C is not read (may hold NaN). */
+void qh_k_gemm_f32_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void qh_k_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* ---------------------------------------------------------------- conv2d */
+typedef struct qh_conv2d_shape {
+    int64_t n;                   /* batch */
+    int64_t c_in, h_in, w_in;
+    int64_t c_out, h_out, w_out;
+    int32_t kh, kw, sh, sw, ph, pw;
+    int32_t groups;
+} qh_conv2d_shape;
+
+/* Fills h_out, w_out from the rest (PyTorch formula, dilation 1). */
+void qh_conv2d_shape_finish(qh_conv2d_shape *s);
+/* Scratch bytes the optimized forward/backward need for this shape. */
+size_t qh_k_conv2d_ws_size(const qh_conv2d_shape *s);
+
+/* y[n, c_out, h_out, w_out] = conv(x, w) + b (b may be NULL). */
+void qh_k_conv2d_fwd_f32_ref(const qh_conv2d_shape *s, const float *x, const float *w, const float *b, float *y);
+void qh_k_conv2d_fwd_f32(const qh_conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
+                         void *ws);
+/* From dy: dx (NULL = skip), dw (overwritten), db (NULL = skip, overwritten). */
+void qh_k_conv2d_bwd_f32_ref(const qh_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                             float *dw, float *db);
+void qh_k_conv2d_bwd_f32(const qh_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                         float *dw, float *db, void *ws);
+
+/* ---------------------------------------------------------------- linear: y[n,out] = x[n,in] W^T + b */
+void qh_k_linear_fwd_f32_ref(int64_t n, int64_t in, int64_t out, const float *x, const float *w, const float *b,
+                             float *y);
+void qh_k_linear_fwd_f32(int64_t n, int64_t in, int64_t out, const float *x, const float *w, const float *b,
+                         float *y);
+void qh_k_linear_bwd_f32_ref(int64_t n, int64_t in, int64_t out, const float *x, const float *w, const float *dy,
+                             float *dx, float *dw, float *db);
+void qh_k_linear_bwd_f32(int64_t n, int64_t in, int64_t out, const float *x, const float *w, const float *dy,
+                         float *dx, float *dw, float *db);
+
+/* ---------------------------------------------------------------- elementwise
+ * ReLU backward uses the forward output y (dx = dy where y > 0), as PyTorch does. */
+void qh_k_relu_fwd_f32_ref(int64_t n, const float *x, float *y);
+void qh_k_relu_fwd_f32(int64_t n, const float *x, float *y);
+void qh_k_relu_bwd_f32_ref(int64_t n, const float *y, const float *dy, float *dx);
+void qh_k_relu_bwd_f32(int64_t n, const float *y, const float *dy, float *dx);
+/* tanh backward: dx = dy * (1 - y^2). */
+void qh_k_tanh_fwd_f32_ref(int64_t n, const float *x, float *y);
+void qh_k_tanh_fwd_f32(int64_t n, const float *x, float *y);
+void qh_k_tanh_bwd_f32_ref(int64_t n, const float *y, const float *dy, float *dx);
+void qh_k_tanh_bwd_f32(int64_t n, const float *y, const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- pooling (NCHW, per plane) */
+typedef struct qh_pool2d_shape {
+    int64_t n, c, h_in, w_in, h_out, w_out;
+    int32_t kh, kw, sh, sw, ph, pw;
+} qh_pool2d_shape;
+
+/* Fills h_out, w_out (PyTorch formula, floor mode). */
+void qh_pool2d_shape_finish(qh_pool2d_shape *s);
+/* Max pooling; padding counts as -inf; argmax[i] = index of the winner inside its input plane
+ * (first maximum on ties, as PyTorch). */
+void qh_k_maxpool2d_fwd_f32_ref(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax);
+void qh_k_maxpool2d_fwd_f32(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax);
+void qh_k_maxpool2d_bwd_f32_ref(const qh_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx);
+void qh_k_maxpool2d_bwd_f32(const qh_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx);
+/* Average pooling, count_include_pad = true (PyTorch default). */
+void qh_k_avgpool2d_fwd_f32_ref(const qh_pool2d_shape *s, const float *x, float *y);
+void qh_k_avgpool2d_fwd_f32(const qh_pool2d_shape *s, const float *x, float *y);
+void qh_k_avgpool2d_bwd_f32_ref(const qh_pool2d_shape *s, const float *dy, float *dx);
+void qh_k_avgpool2d_bwd_f32(const qh_pool2d_shape *s, const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- dropout (inverted: kept values x / (1-p))
+ * The mask is drawn serially from rng (one draw per element), so it is thread-count independent. */
+void qh_k_dropout_mask(int64_t n, double p, qh_rng *rng, uint8_t *mask);
+void qh_k_dropout_fwd_f32(int64_t n, double p, const uint8_t *mask, const float *x, float *y);
+void qh_k_dropout_bwd_f32(int64_t n, double p, const uint8_t *mask, const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- softmax cross-entropy
+ * Mean over the batch of -log softmax(logits)[label]; if dlogits != NULL it receives
+ * (softmax - onehot) / n. Labels must be in [0, classes). Computed in double per row. */
+double qh_k_softmax_xent_f32_ref(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
+                                 float *dlogits);
+double qh_k_softmax_xent_f32(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
+                             float *dlogits);
+
+#endif /* QH_KERNELS_H */
