@@ -1,0 +1,1 @@
+/* qh_conv2d.c - being written */

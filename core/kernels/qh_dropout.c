@@ -1,0 +1,1 @@
+/* qh_dropout.c - being written */

@@ -1,0 +1,1 @@
+/* qh_eltwise.c - being written */

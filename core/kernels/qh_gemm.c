@@ -1,0 +1,1 @@
+/* qh_gemm.c - being written */

@@ -1,0 +1,1 @@
+/* qh_linear.c - being written */

@@ -1,0 +1,1 @@
+/* qh_pool.c - being written */

@@ -1,0 +1,1 @@
+/* qh_xent.c - being written */
