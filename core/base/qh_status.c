@@ -25,10 +25,18 @@ void qh_error_prefix(qh_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
-    char old[QH_ERROR_MSG_MAX];
-    memcpy(old, err->msg, sizeof old);
-    old[sizeof old - 1] = '\0';
-    snprintf(err->msg, sizeof err->msg, "%s: %s", ctx, old);
+    /* "<ctx>: <old>", truncating the old message's tail if it does not fit */
+    size_t cap = sizeof err->msg - 1, clen = strlen(ctx);
+    if (clen + 2 > cap)
+        clen = cap - 2;
+    size_t olen = strnlen(err->msg, cap);
+    if (clen + 2 + olen > cap)
+        olen = cap - clen - 2;
+    memmove(err->msg + clen + 2, err->msg, olen);
+    memcpy(err->msg, ctx, clen);
+    err->msg[clen] = ':';
+    err->msg[clen + 1] = ' ';
+    err->msg[clen + 2 + olen] = '\0';
 }
 
 void qh_error_clear(qh_error *err)

@@ -1,1 +1,449 @@
-/* being written */
+/* qh_runner.c - executes a validated pipeline: opens the dataset, builds the model, runs the
+ * stages in order, and writes the run outputs after every stage. Policy (which tensors a stage
+ * touches) lives here; the math lives in the plugins and kernels. */
+#include "pipeline/qh_run_impl.h"
+#include "qhost/qh_fileio.h"
+#include "qh_version.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Does name match one of the comma-separated glob patterns? */
+static bool match_list(const char *patterns, const char *name)
+{
+    if (!patterns)
+        return false;
+    const char *p = patterns;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
+        if (last > p) {
+            char pat[256];
+            snprintf(pat, sizeof pat, "%.*s", (int)(last - p), p);
+            if (fnmatch(pat, name, 0) == 0)
+                return true;
+        }
+        p = end;
+    }
+    return false;
+}
+
+/* Parameters a prune or quantize stage targets: rank >= 2 by default pattern "*.weight". */
+static int32_t select_targets(qh_run *run, const char *targets, const char *exclude, int32_t *out)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < run->g->n_weights; i++) {
+        const char *name = run->g->weights[i].value->name;
+        if (match_list(targets, name) && !match_list(exclude, name))
+            out[n++] = i;
+    }
+    return n;
+}
+
+static void param_names(const qh_graph *g, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int32_t i = 0; i < g->n_weights && used + 1 < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", g->weights[i].value->name);
+}
+
+static int64_t weight_bytes(const qh_run *run, int32_t i)
+{
+    if (run->qt[i].bits > 0)
+        return qh_qtensor_bytes(&run->qt[i]);
+    return (int64_t)qh_tensor_nbytes(run->g->weights[i].value);
+}
+
+/* Snapshot of the model state into m: sparsity, bytes, per-layer table. */
+static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, qh_error *err)
+{
+    qh_graph *g = run->g;
+    m->layers = calloc((size_t)g->n_weights + 1, sizeof *m->layers);
+    if (!m->layers)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    int64_t zeros = 0, prunable = 0;
+    m->model_bytes = 0;
+    m->params = qh_graph_n_params(g);
+    for (int32_t i = 0; i < g->n_weights; i++) {
+        const qh_tensor *v = g->weights[i].value;
+        qh_layer_metrics *l = &m->layers[m->n_layers++];
+        snprintf(l->name, sizeof l->name, "%s", v->name);
+        l->numel = qh_tensor_numel(v);
+        l->zeros = qh_tensor_count_zeros(v);
+        l->bits = run->qt[i].bits;
+        l->bytes = weight_bytes(run, i);
+        l->mse = mse ? mse[i] : -1.0;
+        l->quantized_now = mse && mse[i] >= 0.0;
+        m->model_bytes += l->bytes;
+        if (v->ndim >= 2) {
+            zeros += l->zeros;
+            prunable += l->numel;
+        }
+    }
+    m->sparsity = prunable ? (double)zeros / (double)prunable : 0.0;
+    return QH_OK;
+}
+
+static void drop_quantization(qh_run *run, const char *why)
+{
+    bool any = false;
+    for (int32_t i = 0; i < run->g->n_weights; i++) {
+        if (run->qt[i].bits > 0) {
+            qh_qtensor_clear(&run->qt[i]);
+            any = true;
+        }
+    }
+    if (any)
+        qh_log(QH_LOG_WARN, "pipeline", "%s changes quantized weights: they are float again until the next quantize stage",
+               why);
+}
+
+static qh_status save_model(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
+{
+    snprintf(m->model_file, sizeof m->model_file, "model-%s.safetensors", s->name);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", run->outdir, m->model_file);
+    char params[1024];
+    size_t used = 0;
+    params[0] = '\0';
+    for (const qh_param *p = run->pc->model->params; p->name && used + 1 < sizeof params; p++) {
+        char v[256];
+        qh_config_format(p, run->pc->model_cfg, v, sizeof v);
+        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s=%s", used ? "," : "", p->name, v);
+    }
+    const char *keys[] = {"format", "architecture", "architecture_params", "dataset", "stage", "qhost_version"};
+    const char *vals[] = {"pt", run->pc->model->name, params, run->pc->dataset->name, s->name, QH_VERSION};
+    return qh_model_save(run->g, path, true, keys, vals, 6, err);
+}
+
+static qh_status run_prune(qh_run *run, const qh_stage *s, qh_error *err)
+{
+    const qh_prune_config *cfg = s->host_cfg;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
+    qh_prune_target *t = calloc((size_t)run->g->n_weights + 1, sizeof *t);
+    qh_pruner pr = {0};
+    qh_status st = QH_OK;
+    bool created = false;
+    if (!idx || !t) {
+        st = qh_error_set(err, QH_E_NOMEM, "out of memory");
+        goto out;
+    }
+    int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
+    if (n == 0) {
+        char names[2048];
+        param_names(run->g, names, sizeof names);
+        st = qh_error_set(err, QH_E_INVAL, "targets '%s' (exclude '%s') match no parameter; the model has: %s",
+                          cfg->targets, cfg->exclude ? cfg->exclude : "", names);
+        goto out;
+    }
+    for (int32_t k = 0; k < n; k++) {
+        qh_weight *w = &run->g->weights[idx[k]];
+        int64_t numel = qh_tensor_numel(w->value);
+        t[k].name = w->value->name;
+        t[k].weight = w->value;
+        t[k].mask = malloc((size_t)numel);
+        if (!t[k].mask) {
+            st = qh_error_set(err, QH_E_NOMEM, "out of memory");
+            goto out;
+        }
+        for (int64_t e = 0; e < numel; e++)
+            t[k].mask[e] = w->mask ? w->mask[e] : 1;
+    }
+    if ((st = qh_pruner_create(&pr, s->plugin, s->plugin_cfg, err)) != QH_OK)
+        goto out;
+    created = true;
+    if ((st = qh_pruner_prune(&pr, t, n, cfg->sparsity, err)) != QH_OK)
+        goto out;
+    for (int32_t k = 0; k < n; k++) {
+        qh_weight *w = &run->g->weights[idx[k]];
+        int64_t numel = qh_tensor_numel(w->value);
+        for (int64_t e = 0; w->mask && e < numel; e++)
+            if (!w->mask[e] && t[k].mask[e]) {
+                st = qh_error_set(err, QH_E_INTERNAL, "pruner %s revived pruned weight %lld of %s", s->plugin->name,
+                                  (long long)e, t[k].name);
+                goto out;
+            }
+    }
+    for (int32_t k = 0; k < n; k++) {
+        if (run->qt[idx[k]].bits > 0) {
+            qh_qtensor_clear(&run->qt[idx[k]]);
+            qh_log(QH_LOG_WARN, s->name, "%s was quantized; pruning returns it to float", t[k].name);
+        }
+        if ((st = qh_weight_set_mask(&run->g->weights[idx[k]], t[k].mask, err)) != QH_OK)
+            goto out;
+    }
+    qh_log(QH_LOG_INFO, s->name, "pruned %d tensors with %s to a target sparsity of %.4f", n, s->plugin->name,
+           cfg->sparsity);
+out:
+    if (created)
+        qh_pruner_destroy(&pr);
+    for (int32_t k = 0; t && k < run->g->n_weights; k++)
+        free(t[k].mask);
+    free(t);
+    free(idx);
+    return st;
+}
+
+static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_error *err)
+{
+    const qh_quantize_config *cfg = s->host_cfg;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
+    qh_quantizer qz = {0};
+    qh_status st = QH_OK;
+    bool created = false;
+    if (!idx)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
+    if (n == 0) {
+        char names[2048];
+        param_names(run->g, names, sizeof names);
+        st = qh_error_set(err, QH_E_INVAL, "targets '%s' (exclude '%s') match no parameter; the model has: %s",
+                          cfg->targets, cfg->exclude ? cfg->exclude : "", names);
+        goto out;
+    }
+    if ((st = qh_quantizer_create(&qz, s->plugin, s->plugin_cfg, err)) != QH_OK)
+        goto out;
+    created = true;
+    int32_t done = 0;
+    for (int32_t k = 0; k < n; k++) {
+        qh_weight *w = &run->g->weights[idx[k]];
+        if (!qh_quantizer_accepts(&qz, w->value->name, w->value)) {
+            qh_log(QH_LOG_INFO, s->name, "%s: skipped (not accepted by %s)", w->value->name, s->plugin->name);
+            continue;
+        }
+        qh_tensor *deq = qh_tensor_new(QH_F32, w->value->ndim, w->value->shape, err);
+        if (!deq) {
+            st = QH_E_NOMEM;
+            goto out;
+        }
+        qh_qtensor q = {0};
+        st = qh_quantizer_quantize(&qz, w->value->name, w->value, &q, deq, err);
+        if (st != QH_OK) {
+            qh_qtensor_clear(&q);
+            qh_tensor_free(deq);
+            qh_error_prefix(err, "tensor %s", w->value->name);
+            goto out;
+        }
+        const float *a = qh_tensor_f32(w->value), *b = qh_tensor_f32(deq);
+        int64_t numel = qh_tensor_numel(w->value);
+        double se = 0.0;
+        for (int64_t e = 0; e < numel; e++) {
+            double d = (double)a[e] - (double)b[e];
+            se += d * d;
+        }
+        mse[idx[k]] = numel ? se / (double)numel : 0.0;
+        memcpy(w->value->data, deq->data, qh_tensor_nbytes(deq));
+        qh_tensor_free(deq);
+        qh_qtensor_clear(&run->qt[idx[k]]);
+        run->qt[idx[k]] = q;
+        done++;
+    }
+    qh_graph_apply_masks(run->g);
+    qh_log(QH_LOG_INFO, s->name, "quantized %d of %d targeted tensors with %s", done, n, s->plugin->name);
+out:
+    if (created)
+        qh_quantizer_destroy(&qz);
+    free(idx);
+    return st;
+}
+
+static qh_status run_export(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
+{
+    const qh_export_config *cfg = s->host_cfg;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", run->outdir, cfg->file);
+    snprintf(m->model_file, sizeof m->model_file, "%s", cfg->file);
+    const char *keys[] = {"format", "architecture", "dataset", "qhost_version"};
+    const char *vals[] = {"pt", run->pc->model->name, run->pc->dataset->name, QH_VERSION};
+    qh_status st = qh_model_save(run->g, path, cfg->masks, keys, vals, 4, err);
+    if (st != QH_OK)
+        return st;
+    bool any = false;
+    for (int32_t i = 0; i < run->g->n_weights; i++)
+        any |= run->qt[i].bits > 0;
+    if (!any)
+        return QH_OK;
+    /* model.safetensors -> model.quantized.safetensors */
+    char qpath[4480];
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        snprintf(qpath, sizeof qpath, "%.*s.quantized%s", (int)(dot - path), path, dot);
+    else
+        snprintf(qpath, sizeof qpath, "%s.quantized", path);
+    return qhi_write_quantized(run, qpath, err);
+}
+
+static qh_status run_stage(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
+{
+    double *mse = NULL;
+    qh_status st = QH_OK;
+    int64_t train_limit = run->pc->dataset_limits->train_limit, test_limit = run->pc->dataset_limits->test_limit;
+    switch (s->type) {
+    case QH_STAGE_TRAIN: {
+        const qh_train_config *cfg = s->host_cfg;
+        drop_quantization(run, s->name);
+        m->epochs = calloc((size_t)cfg->epochs, sizeof *m->epochs);
+        if (!m->epochs)
+            return qh_error_set(err, QH_E_NOMEM, "out of memory");
+        m->n_epochs = (int32_t)cfg->epochs;
+        qh_rng rng = qh_rng_fork(&run->rng, 1000u + (uint64_t)run->n_stages_done);
+        st = qh_train(run->g, &run->ds, cfg, train_limit, test_limit, &rng, run->opt->progress, m->epochs, err);
+        break;
+    }
+    case QH_STAGE_EVALUATE: {
+        const qh_evaluate_config *cfg = s->host_cfg;
+        qh_split split = (qh_split)cfg->split;
+        m->split = split == QH_SPLIT_TRAIN ? "train" : "test";
+        st = qh_evaluate(run->g, &run->ds, split, split == QH_SPLIT_TRAIN ? train_limit : test_limit, cfg->batch_size,
+                         run->opt->progress, &m->eval, err);
+        m->evaluated = st == QH_OK;
+        if (st == QH_OK)
+            qh_log(QH_LOG_INFO, s->name, "top-1 %.2f %%  top-5 %.2f %%  loss %.4f  (%lld %s samples)", m->eval.top1,
+                   m->eval.top5, m->eval.loss, (long long)m->eval.n, m->split);
+        break;
+    }
+    case QH_STAGE_PRUNE:
+        st = run_prune(run, s, err);
+        break;
+    case QH_STAGE_QUANTIZE:
+        mse = malloc(sizeof(double) * (size_t)(run->g->n_weights + 1));
+        if (!mse)
+            return qh_error_set(err, QH_E_NOMEM, "out of memory");
+        for (int32_t i = 0; i < run->g->n_weights; i++)
+            mse[i] = -1.0;
+        st = run_quantize(run, s, mse, err);
+        break;
+    case QH_STAGE_EXPORT:
+        st = run_export(run, s, m, err);
+        break;
+    case QH_STAGE_TYPE_COUNT:
+        break;
+    }
+    if (st == QH_OK)
+        st = snapshot(run, m, mse, err);
+    free(mse);
+    if (st == QH_OK && (s->type == QH_STAGE_TRAIN || s->type == QH_STAGE_PRUNE || s->type == QH_STAGE_QUANTIZE))
+        st = save_model(run, s, m, err);
+    return st;
+}
+
+static qh_status open_run(qh_run *run, qh_error *err)
+{
+    const qh_pipeline_config *pc = run->pc;
+    qh_status st;
+    if ((st = qh_mkdir_p(run->outdir, err)) != QH_OK)
+        return st;
+    if ((st = qh_dataset_open(&run->ds, pc->dataset, pc->dataset_cfg, run->seed, err)) != QH_OK) {
+        qh_error_prefix(err, "[dataset] (dataset %s)", pc->dataset->name);
+        return st;
+    }
+    run->ds_open = true;
+    const qh_dataset_info *in = &run->ds.info;
+    run->g = qh_graph_new(in->channels, in->height, in->width, in->num_classes, err);
+    if (!run->g)
+        return QH_E_NOMEM;
+    qh_model_input mi = {in->channels, in->height, in->width, in->num_classes};
+    if ((st = qh_model_build(pc->model, pc->model_cfg, &mi, run->g, err)) != QH_OK ||
+        (st = qh_graph_finalize(run->g, err)) != QH_OK) {
+        qh_error_prefix(err, "[model] (model %s)", pc->model->name);
+        return st;
+    }
+    qh_rng init = qh_rng_fork(&run->rng, 1);
+    qh_graph_init_params(run->g, &init);
+    if (pc->model_host && pc->model_host->weights && *pc->model_host->weights) {
+        if ((st = qh_model_load(run->g, pc->model_host->weights, err)) != QH_OK) {
+            qh_error_prefix(err, "[model] weights");
+            return st;
+        }
+        qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
+    }
+    run->qt = calloc((size_t)run->g->n_weights + 1, sizeof *run->qt);
+    run->metrics = calloc((size_t)pc->n_stages + 1, sizeof *run->metrics);
+    if (!run->qt || !run->metrics)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    qh_log(QH_LOG_INFO, "model", "%s: %lld parameters, %lld MACs per sample, input %dx%dx%d, %d classes",
+           pc->model->name, (long long)qh_graph_n_params(run->g), (long long)qh_graph_macs(run->g), in->channels,
+           in->height, in->width, in->num_classes);
+    return QH_OK;
+}
+
+static void close_run(qh_run *run)
+{
+    if (run->metrics)
+        for (int32_t i = 0; i < run->pc->n_stages; i++) {
+            free(run->metrics[i].layers);
+            free(run->metrics[i].epochs);
+        }
+    free(run->metrics);
+    if (run->qt && run->g)
+        for (int32_t i = 0; i < run->g->n_weights; i++)
+            qh_qtensor_clear(&run->qt[i]);
+    free(run->qt);
+    qh_graph_free(run->g);
+    if (run->ds_open)
+        qh_dataset_close(&run->ds);
+}
+
+qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, const qh_run_options *opt,
+                          qh_error *err)
+{
+    qh_run run = {.pc = pc, .reg = reg, .opt = opt};
+    const char *out = opt->output_dir ? opt->output_dir : pc->global->output;
+    snprintf(run.outdir, sizeof run.outdir, "%s", out);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    run.threads = opt->threads > 0 ? opt->threads : pc->global->threads > 0 ? (int)pc->global->threads
+                                                                             : (int)(cores > 0 ? cores : 1);
+    qh_set_threads(run.threads);
+    run.seed = (uint64_t)pc->global->seed;
+    qh_rng_seed(&run.rng, run.seed);
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(run.started_at, sizeof run.started_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    qh_status st = open_run(&run, err);
+    if (st == QH_OK)
+        st = qhi_write_manifest(&run, err);
+    for (int32_t i = 0; st == QH_OK && i < pc->n_stages; i++) {
+        const qh_stage *s = &pc->stages[i];
+        qh_stage_metrics *m = &run.metrics[i];
+        snprintf(m->name, sizeof m->name, "%s", s->name);
+        m->type = qh_stage_type_name(s->type);
+        qh_log(QH_LOG_INFO, "pipeline", "stage %d/%d [%s] (%s%s%s)", i + 1, pc->n_stages, s->name, m->type,
+               s->plugin ? " " : "", s->plugin ? s->plugin->name : "");
+        double t0 = now_s();
+        st = run_stage(&run, s, m, err);
+        m->wall_s = now_s() - t0;
+        if (st != QH_OK) {
+            qh_error_prefix(err, "stage [%s] (%s%s%s)", s->name, m->type, s->plugin ? " " : "",
+                            s->plugin ? s->plugin->name : "");
+            break;
+        }
+        run.n_stages_done = i + 1;
+        st = qhi_write_metrics(&run, err);
+    }
+    if (st == QH_OK)
+        qh_log(QH_LOG_INFO, "pipeline", "done: outputs in %s", run.outdir);
+    close_run(&run);
+    return st;
+}

@@ -110,6 +110,11 @@ typedef struct qh_dataset_limits {
     int64_t test_limit;
 } qh_dataset_limits;
 
+/* Reserved keys of [model] besides `plugin`. */
+typedef struct qh_model_host_config {
+    const char *weights; /* safetensors file to load after building (PyTorch state_dict names); NULL = random init */
+} qh_model_host_config;
+
 typedef struct qh_train_config {
     int64_t epochs;
     int64_t batch_size;
@@ -148,6 +153,7 @@ typedef struct qh_export_config {
 /* The host's own tables (used for validation, --list-plugins style docs and the INI reference). */
 const qh_param *qh_global_params(void);
 const qh_param *qh_dataset_host_params(void);
+const qh_param *qh_model_host_params(void);
 const qh_param *qh_stage_params(qh_stage_type t); /* keys besides `type` and `plugin` */
 
 typedef struct qh_stage {
@@ -170,6 +176,7 @@ typedef struct qh_pipeline_config {
     qh_dataset_limits *dataset_limits;
     int n_stages;
     qh_stage *stages;
+    qh_model_host_config *model_host; /* reserved [model] keys (weights) */
 } qh_pipeline_config;
 
 /* One --set override: "section.key=value" (applied as if it were in the file, after it). */

@@ -1,0 +1,61 @@
+/* qh_graph_impl.h - the graph's internal layout (core only). */
+#ifndef QH_GRAPH_IMPL_H
+#define QH_GRAPH_IMPL_H
+
+#include "qhost/qh_engine.h"
+#include "kernels/qh_kernels.h"
+
+typedef struct qh_node {
+    qh_op op;
+    char name[QH_NAME_MAX];
+    int32_t input;                 /* producing node, or QH_INPUT */
+    int32_t ndim;                  /* per-sample output rank (1 or 3) */
+    int64_t shape[3];              /* per-sample output shape */
+    int64_t numel;                 /* per-sample output elements */
+    int64_t in_shape[3];           /* per-sample input shape */
+    int32_t in_ndim;
+    int64_t in_numel;
+    union {
+        qh_conv2d_params conv;
+        struct {
+            int64_t in, out;
+        } lin;
+        qh_pool2d_params pool;
+        double drop_p;
+    } u;
+    int32_t w_idx, b_idx;          /* weights, -1 if none */
+    /* execution state (sized for the current batch capacity) */
+    float *out;                    /* n * numel, or an alias (flatten) */
+    float *grad;                   /* n * numel, or an alias */
+    int32_t *argmax;               /* max pooling */
+    uint8_t *drop_mask;            /* dropout */
+    bool alias;                    /* out/grad belong to the input node (flatten) */
+    bool grad_written;             /* during backward: grad holds a value (else overwrite) */
+} qh_node;
+
+struct qh_graph {
+    int32_t in_c, in_h, in_w, num_classes;
+    int32_t n_nodes, cap_nodes;
+    qh_node *nodes;
+    int32_t n_weights, cap_weights;
+    qh_weight *weights;
+    /* execution */
+    int64_t batch_cap;             /* buffers are sized for this many samples */
+    bool grads_allocated;
+    int64_t batch_n;               /* samples of the last forward */
+    bool last_training;
+    const float *input;
+    void *ws;                      /* kernel workspace */
+    size_t ws_size;
+    float *scratch;                /* gradient accumulation for nodes with several consumers */
+    int64_t scratch_size;
+};
+
+/* Resolves QH_PREV/QH_INPUT/explicit ids to a node index or QH_INPUT; -3 when invalid. */
+int32_t qhi_graph_resolve_input(const qh_graph *g, int32_t input);
+/* Frees every execution buffer (activations, gradients, workspace). */
+void qhi_graph_free_exec(qh_graph *g);
+qh_conv2d_shape qhi_conv_shape(const qh_node *nd, int64_t n);
+qh_pool2d_shape qhi_pool_shape(const qh_node *nd, int64_t n);
+
+#endif /* QH_GRAPH_IMPL_H */

@@ -1,0 +1,58 @@
+/* qh_run_impl.h - state of one pipeline run, shared by the runner and the output writers. */
+#ifndef QH_RUN_IMPL_H
+#define QH_RUN_IMPL_H
+
+#include "graph/qh_graph_impl.h"
+#include "qhost/qh_engine.h"
+
+typedef struct qh_layer_metrics {
+    char name[QH_NAME_MAX];
+    int64_t numel;
+    int64_t zeros;
+    int32_t bits;      /* 0 = float */
+    int64_t bytes;     /* storage of this parameter (quantized or fp32) */
+    double mse;        /* quantization error against the weights before the stage (quantize stages) */
+    bool quantized_now;
+} qh_layer_metrics;
+
+typedef struct qh_stage_metrics {
+    char name[QH_NAME_MAX];
+    const char *type;
+    double wall_s;
+    bool evaluated;
+    qh_eval_result eval;
+    const char *split;
+    double sparsity;       /* fraction of zeros over conv/linear weights (rank >= 2) */
+    int64_t model_bytes;   /* parameters as stored: quantized tensors by their codes + scales, the rest fp32 */
+    int64_t params;
+    char model_file[256];  /* written after the stage, or "" */
+    int32_t n_layers;
+    qh_layer_metrics *layers;
+    int32_t n_epochs;
+    qh_epoch_log *epochs;
+} qh_stage_metrics;
+
+typedef struct qh_run {
+    const qh_pipeline_config *pc;
+    const qh_registry *reg;
+    const qh_run_options *opt;
+    char outdir[4096];
+    int threads;
+    uint64_t seed;
+    qh_graph *g;
+    qh_dataset ds;
+    bool ds_open;
+    qh_rng rng;
+    qh_qtensor *qt;         /* per weight; bits == 0 when not quantized */
+    int32_t n_stages_done;
+    qh_stage_metrics *metrics;
+    char started_at[32];
+} qh_run;
+
+/* Rewrites metrics.json, results.csv and report.md from run->metrics[0..n_stages_done). */
+qh_status qhi_write_metrics(const qh_run *run, qh_error *err);
+qh_status qhi_write_manifest(const qh_run *run, qh_error *err);
+/* Writes the quantized form (codes packed below 8 bits, scales, zero points, code books). */
+qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err);
+
+#endif /* QH_RUN_IMPL_H */

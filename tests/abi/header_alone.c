@@ -1,0 +1,1 @@
+#include "qhost/qh_plugin.h"
