@@ -30,7 +30,7 @@ static const char usage_text[] =
     "      --check              validate the pipeline and exit\n"
     "      --plugin-dir DIR     search DIR for plugins first (repeatable)\n"
     "  -q, --quiet              only errors\n"
-    "  -v, --verbose            more detail (parameters with --list-plugins, debug logs)\n"
+    "  -v, --verbose            every parameter with --list-plugins; -vv: debug logs\n"
     "  -h, --help               this text\n"
     "      --version            version and plugin ABI\n"
     "\n"
@@ -42,7 +42,8 @@ static const char usage_text[] =
 typedef struct cli {
     int threads;
     const char *output;
-    bool quiet, verbose, list, check;
+    bool quiet, list, check;
+    int verbose; /* -v: parameters in listings; -vv: debug logs */
     const char *describe;
     const char **plugin_dirs;
     int n_plugin_dirs;
@@ -125,7 +126,7 @@ static int parse_args(cli *c, int argc, char **argv)
             c->quiet = true;
             break;
         case 'v':
-            c->verbose = true;
+            c->verbose++;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
         free_cli(&c);
         return rc;
     }
-    qh_log_set_level(c.quiet ? QH_LOG_WARN : c.verbose ? QH_LOG_DEBUG : QH_LOG_INFO);
+    qh_log_set_level(c.quiet ? QH_LOG_WARN : c.verbose >= 2 ? QH_LOG_DEBUG : QH_LOG_INFO);
 
     if (c.n_args >= 1 && strcmp(c.args[0], "inspect") == 0) {
         if (c.n_args != 2) {
@@ -257,7 +258,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < qh_registry_n_rejections(reg); i++)
             fprintf(stderr, "qhost: warning: plugin rejected: %s\n", qh_registry_rejection(reg, i));
     if (c.list)
-        cli_list_plugins(reg, c.verbose, stdout);
+        cli_list_plugins(reg, c.verbose > 0, stdout);
     else if (c.describe)
         rc = cli_describe(reg, c.describe, stdout, stderr);
     else

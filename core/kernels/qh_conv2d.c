@@ -2,9 +2,10 @@
  *
  * Optimized path, per image and group: forward = im2col written straight into the packed GEMM
  * operand + the packed GEMM; dw = inner products of dy rows with im2col rows; dx = W^T dy by GEMM,
- * then col2im. Depthwise convolutions use direct loops. The batch is cut into a number of chunks that depends on the shape only; a chunk is one
- * OpenMP task with its own slot of the workspace (im2col buffer, GEMM packing, dw partial). dw is
- * the sum of the chunk partials in chunk order, so every result is identical for any thread count. */
+ * then col2im. Depthwise convolutions use direct loops.
+ * The batch is cut into chunks whose number depends on the shape only; a chunk is one OpenMP task
+ * with its own slot of the workspace (im2col buffer, GEMM packing, dw partial). dw is the sum of the
+ * chunk partials in chunk order, so every result is identical for any thread count. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,7 +166,10 @@ static conv_plan plan_of(const qh_conv2d_shape *s)
     return pl;
 }
 
-static bool is_depthwise(const qh_conv2d_shape *s) { return s->groups > 1 && s->groups == s->c_in && s->groups == s->c_out; }
+static bool is_depthwise(const qh_conv2d_shape *s)
+{
+    return s->groups > 1 && s->groups == s->c_in && s->groups == s->c_out;
+}
 
 size_t qh_k_conv2d_ws_size(const qh_conv2d_shape *s)
 {
@@ -520,7 +524,7 @@ void qh_k_conv2d_fwd_f32(const qh_conv2d_shape *s, const float *x, const float *
     }
     float *base = ws_floats(ws ? ws : own);
     int64_t in_img = s->c_in * pl.hw, out_img = s->c_out * pl.p;
-#pragma omp parallel for schedule(static) num_threads(qh_threads())
+#pragma omp parallel for schedule(static) num_threads(qh_threads()) if (pl.chunks > 1)
     for (int64_t c = 0; c < pl.chunks; c++) {
         slot sl = slot_of(&pl, base, c);
         for (int64_t n = chunk_begin(&pl, c); n < chunk_begin(&pl, c + 1); n++)
@@ -565,7 +569,7 @@ void qh_k_conv2d_bwd_f32(const qh_conv2d_shape *s, const float *x, const float *
     }
     float *base = ws_floats(ws ? ws : own);
     int64_t in_img = s->c_in * pl.hw, out_img = s->c_out * pl.p;
-#pragma omp parallel num_threads(qh_threads())
+#pragma omp parallel num_threads(qh_threads()) if (pl.chunks > 1)
     {
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < pl.chunks; c++) {

@@ -351,10 +351,8 @@ static qh_status open_run(qh_run *run, qh_error *err)
 {
     const qh_pipeline_config *pc = run->pc;
     qh_status st;
-    if ((st = qh_mkdir_p(run->outdir, err)) != QH_OK)
-        return st;
     if ((st = qh_dataset_open(&run->ds, pc->dataset, pc->dataset_cfg, run->seed, err)) != QH_OK) {
-        qh_error_prefix(err, "[dataset] (dataset %s)", pc->dataset->name);
+        qh_error_prefix(err, "[dataset]");
         return st;
     }
     run->ds_open = true;
@@ -365,7 +363,7 @@ static qh_status open_run(qh_run *run, qh_error *err)
     qh_model_input mi = {in->channels, in->height, in->width, in->num_classes};
     if ((st = qh_model_build(pc->model, pc->model_cfg, &mi, run->g, err)) != QH_OK ||
         (st = qh_graph_finalize(run->g, err)) != QH_OK) {
-        qh_error_prefix(err, "[model] (model %s)", pc->model->name);
+        qh_error_prefix(err, "[model]");
         return st;
     }
     qh_rng init = qh_rng_fork(&run->rng, 1);
@@ -377,6 +375,9 @@ static qh_status open_run(qh_run *run, qh_error *err)
         }
         qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
     }
+    /* The output directory appears only once the inputs are known to be good. */
+    if ((st = qh_mkdir_p(run->outdir, err)) != QH_OK)
+        return st;
     run->qt = calloc((size_t)run->g->n_weights + 1, sizeof *run->qt);
     run->metrics = calloc((size_t)pc->n_stages + 1, sizeof *run->metrics);
     if (!run->qt || !run->metrics)

@@ -50,4 +50,12 @@ if grep -q 'qh-quantizer-pow2.so:' "$tmp/list.txt"; then
     cat "$tmp/list.txt" >&2
     fail "pow2 was rejected"
 fi
+# 5. a pipeline uses it: installed in-tree plugins (model, dataset) + the out-of-tree quantizer
+LD_LIBRARY_PATH=$dest$libdir "$qhost" -q --plugin-dir "$dest$libdir/qhost/plugins" --plugin-dir "$tmp/pow2" \
+    -o "$tmp/run" "$example/pow2.ini" >"$tmp/run.log" 2>&1 ||
+    { cat "$tmp/run.log" >&2; fail "the pow2 pipeline failed"; }
+[ -f "$tmp/run/metrics.json" ] || fail "the pow2 pipeline wrote no metrics.json"
+grep -q '"name": "pow2"' "$tmp/run/metrics.json" || fail "no pow2 stage in metrics.json"
+grep -q '"top1"' "$tmp/run/metrics.json" || fail "the pipeline did not evaluate"
+grep -q 'qh-quantizer-pow2.so' "$tmp/run/manifest.json" || fail "the manifest does not name the pow2 plugin file"
 echo "test_sdk: ok"
