@@ -20,7 +20,8 @@ static const int shapes[][12] = {
     {3, 4, 8, 7, 6, 3, 3, 1, 1, 1, 1, 2},     /* groups 2 */
     {3, 5, 9, 9, 5, 3, 3, 1, 1, 1, 1, 5},     /* depthwise */
     {2, 4, 10, 9, 4, 3, 3, 2, 2, 1, 1, 4},    /* depthwise, stride 2 */
-    {3, 8, 6, 6, 5, 1, 1, 1, 1, 0, 0, 1},     /* 1x1 (no im2col) */
+    {2, 3, 6, 6, 6, 3, 3, 1, 1, 1, 1, 3},     /* channel multiplier 2: grouped, not depthwise */
+    {3, 8, 6, 6, 5, 1, 1, 1, 1, 0, 0, 1},     /* 1x1 (no col2im) */
     {2, 8, 7, 7, 4, 1, 1, 2, 2, 0, 0, 1},     /* 1x1, stride 2 */
     {2, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 2},     /* 1x1, groups 2 */
     {1, 3, 10, 12, 4, 3, 5, 1, 2, 1, 2, 1},   /* rectangular kernel and stride */
