@@ -194,9 +194,13 @@ static int run_pipeline(cli *c, qh_registry *reg, const char *path, const char *
     qh_error err = {{0}};
     qh_status st = qh_pipeline_run(pc, reg, &opt, &err);
     qh_pipeline_config_free(pc);
+    if (st == QH_E_CONFIG) { /* found once the model exists; the message carries file:line */
+        fprintf(stderr, "%s\n", err.msg);
+        return EXIT_USAGE;
+    }
     if (st != QH_OK) {
         fprintf(stderr, "qhost: error: %s: %s\n", path, err.msg);
-        return st == QH_E_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+        return EXIT_RUNTIME;
     }
     return 0;
 }

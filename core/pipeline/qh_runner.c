@@ -66,6 +66,37 @@ static void param_names(const qh_graph *g, char *buf, size_t size)
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", g->weights[i].value->name);
 }
 
+/* Before any stage runs: every prune and quantize stage must target at least one parameter. */
+static qh_status check_targets(qh_run *run, qh_error *err)
+{
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
+    if (!idx)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    qh_status st = QH_OK;
+    for (int i = 0; st == QH_OK && i < run->pc->n_stages; i++) {
+        const qh_stage *s = &run->pc->stages[i];
+        const char *targets, *exclude;
+        if (s->type == QH_STAGE_PRUNE) {
+            targets = ((const qh_prune_config *)s->host_cfg)->targets;
+            exclude = ((const qh_prune_config *)s->host_cfg)->exclude;
+        } else if (s->type == QH_STAGE_QUANTIZE) {
+            targets = ((const qh_quantize_config *)s->host_cfg)->targets;
+            exclude = ((const qh_quantize_config *)s->host_cfg)->exclude;
+        } else {
+            continue;
+        }
+        if (select_targets(run, targets, exclude, idx) == 0) {
+            char names[2048];
+            param_names(run->g, names, sizeof names);
+            st = qh_error_set(err, QH_E_CONFIG, "%s:%d: error: [%s]: targets '%s' (exclude '%s') match no parameter of "
+                              "model %s; it has: %s", run->pc->path, s->line, s->name, targets,
+                              exclude ? exclude : "", run->pc->model->name, names);
+        }
+    }
+    free(idx);
+    return st;
+}
+
 static int64_t weight_bytes(const qh_run *run, int32_t i)
 {
     if (run->qt[i].bits > 0)
@@ -148,13 +179,6 @@ static qh_status run_prune(qh_run *run, const qh_stage *s, qh_error *err)
         goto out;
     }
     int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
-    if (n == 0) {
-        char names[2048];
-        param_names(run->g, names, sizeof names);
-        st = qh_error_set(err, QH_E_INVAL, "targets '%s' (exclude '%s') match no parameter; the model has: %s",
-                          cfg->targets, cfg->exclude ? cfg->exclude : "", names);
-        goto out;
-    }
     for (int32_t k = 0; k < n; k++) {
         qh_weight *w = &run->g->weights[idx[k]];
         int64_t numel = qh_tensor_numel(w->value);
@@ -213,13 +237,6 @@ static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_er
     if (!idx)
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
     int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
-    if (n == 0) {
-        char names[2048];
-        param_names(run->g, names, sizeof names);
-        st = qh_error_set(err, QH_E_INVAL, "targets '%s' (exclude '%s') match no parameter; the model has: %s",
-                          cfg->targets, cfg->exclude ? cfg->exclude : "", names);
-        goto out;
-    }
     if ((st = qh_quantizer_create(&qz, s->plugin, s->plugin_cfg, err)) != QH_OK)
         goto out;
     created = true;
@@ -376,7 +393,7 @@ static qh_status open_run(qh_run *run, qh_error *err)
         qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
     }
     /* The output directory appears only once the inputs are known to be good. */
-    if ((st = qh_mkdir_p(run->outdir, err)) != QH_OK)
+    if ((st = check_targets(run, err)) != QH_OK || (st = qh_mkdir_p(run->outdir, err)) != QH_OK)
         return st;
     run->qt = calloc((size_t)run->g->n_weights + 1, sizeof *run->qt);
     run->metrics = calloc((size_t)pc->n_stages + 1, sizeof *run->metrics);

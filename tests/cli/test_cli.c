@@ -139,6 +139,30 @@ static void test_cli_bad_pipeline_reports_all_and_writes_nothing(void **state)
     assert_false(exists(out));
 }
 
+/* Every malformed pipeline of tests/data/ini: exit 2, a file:line message, no output directory. */
+static void test_cli_every_bad_ini_exits_2(void **state)
+{
+    (void)state;
+    DIR *d = opendir(QH_TEST_DATA "/ini");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "bad_", 4) != 0 || len < 5 || strcmp(e->d_name + len - 4, ".ini") != 0)
+            continue;
+        char out[256], ini[512], where[600];
+        snprintf(out, sizeof out, "%s/bad-out", tmpdir);
+        snprintf(ini, sizeof ini, QH_TEST_DATA "/ini/%s", e->d_name);
+        snprintf(where, sizeof where, "%s:", ini);
+        int rc = qhost("-o '%s' '%s'", out, ini);
+        if (rc != 2 || !strstr(err_text, where) || !strstr(err_text, ": error: ") || exists(out))
+            fail_msg("%s: exit %d, stderr:\n%s", ini, rc, err_text);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 12);
+}
+
 static void test_cli_runtime_error_names_file(void **state)
 {
     (void)state;
@@ -155,6 +179,11 @@ static void test_cli_runtime_error_names_file(void **state)
     fclose(f);
     assert_int_equal(qhost("-q -o '%s' --set model.weights='%s' " CLI_DATA "/reload.ini", out, junk), 1);
     assert_non_null(strstr(err_text, junk));
+    assert_false(exists(out));
+    /* targets that match no parameter: a configuration error found before any stage runs */
+    assert_int_equal(qhost("-q -o '%s' --set prune.targets='conv*' " CLI_DATA "/synthetic_full.ini", out), 2);
+    assert_non_null(strstr(err_text, "synthetic_full.ini:30: error: [prune]: targets 'conv*' (exclude '') match no "
+                                     "parameter of model mlp; it has: fc1.weight, fc1.bias, fc2.weight, fc2.bias"));
     assert_false(exists(out));
     assert_int_equal(qhost("inspect '%s'", junk), 1);
     assert_non_null(strstr(err_text, junk));
@@ -269,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_cli_usage_and_flags),
         cmocka_unit_test(test_cli_list_plugins_verbose),
         cmocka_unit_test(test_cli_bad_pipeline_reports_all_and_writes_nothing),
+        cmocka_unit_test(test_cli_every_bad_ini_exits_2),
         cmocka_unit_test(test_cli_runtime_error_names_file),
         cmocka_unit_test(test_cli_full_pipeline_outputs_and_reload),
     };
