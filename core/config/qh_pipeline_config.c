@@ -104,7 +104,8 @@ static const qh_param quantize_params[] = {
 
 static const qh_param export_params[] = {
     QH_P_PATH("file", qh_export_config, file, "model.safetensors", "output file, relative to the output directory"),
-    QH_P_BOOL("masks", qh_export_config, masks, 1, "also write a {param}_mask tensor for each pruned parameter"),
+    QH_P_BOOL("masks", qh_export_config, masks, 0,
+              "also write a {param}_mask U8 tensor for each pruned parameter (PyTorch then needs strict=False)"),
     QH_P_END,
 };
 

@@ -148,22 +148,36 @@ static void drop_quantization(qh_run *run, const char *why)
                why);
 }
 
+/* Metadata of every model file: what built it, so a file says how to rebuild its graph. */
+typedef struct model_meta {
+    char params[1024];
+    const char *keys[6];
+    const char *vals[6];
+} model_meta;
+
+static void model_metadata(const qh_run *run, const char *stage, model_meta *m)
+{
+    size_t used = 0;
+    m->params[0] = '\0';
+    for (const qh_param *p = run->pc->model->params; p->name && used + 1 < sizeof m->params; p++) {
+        char v[256];
+        qh_config_format(p, run->pc->model_cfg, v, sizeof v);
+        used += (size_t)snprintf(m->params + used, sizeof m->params - used, "%s%s=%s", used ? "," : "", p->name, v);
+    }
+    const char *keys[] = {"format", "architecture", "architecture_params", "dataset", "stage", "qhost_version"};
+    const char *vals[] = {"pt", run->pc->model->name, m->params, run->pc->dataset->name, stage, QH_VERSION};
+    memcpy(m->keys, keys, sizeof keys);
+    memcpy(m->vals, vals, sizeof vals);
+}
+
 static qh_status save_model(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
 {
     snprintf(m->model_file, sizeof m->model_file, "model-%s.safetensors", s->name);
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", run->outdir, m->model_file);
-    char params[1024];
-    size_t used = 0;
-    params[0] = '\0';
-    for (const qh_param *p = run->pc->model->params; p->name && used + 1 < sizeof params; p++) {
-        char v[256];
-        qh_config_format(p, run->pc->model_cfg, v, sizeof v);
-        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s=%s", used ? "," : "", p->name, v);
-    }
-    const char *keys[] = {"format", "architecture", "architecture_params", "dataset", "stage", "qhost_version"};
-    const char *vals[] = {"pt", run->pc->model->name, params, run->pc->dataset->name, s->name, QH_VERSION};
-    return qh_model_save(run->g, path, true, keys, vals, 6, err);
+    model_meta meta;
+    model_metadata(run, s->name, &meta);
+    return qh_model_save(run->g, path, true, meta.keys, meta.vals, 6, err);
 }
 
 static qh_status run_prune(qh_run *run, const qh_stage *s, qh_error *err)
@@ -289,9 +303,9 @@ static qh_status run_export(qh_run *run, const qh_stage *s, qh_stage_metrics *m,
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", run->outdir, cfg->file);
     snprintf(m->model_file, sizeof m->model_file, "%s", cfg->file);
-    const char *keys[] = {"format", "architecture", "dataset", "qhost_version"};
-    const char *vals[] = {"pt", run->pc->model->name, run->pc->dataset->name, QH_VERSION};
-    qh_status st = qh_model_save(run->g, path, cfg->masks, keys, vals, 4, err);
+    model_meta meta;
+    model_metadata(run, s->name, &meta);
+    qh_status st = qh_model_save(run->g, path, cfg->masks, meta.keys, meta.vals, 6, err);
     if (st != QH_OK)
         return st;
     bool any = false;
