@@ -61,8 +61,7 @@ static void finish(void *user, const char *label, const char *summary)
     if (p->tty && p->drawn)
         fprintf(p->out, "\r\033[K");
     p->drawn = 0;
-    double el = strcmp(label, p->label) == 0 ? now_s() - p->t_start : 0.0;
-    fprintf(p->out, "%s: %s (%.1f s)\n", label, summary ? summary : "done", el);
+    fprintf(p->out, "%s: %s\n", label, summary ? summary : "done");
     fflush(p->out);
     p->label[0] = '\0';
 }

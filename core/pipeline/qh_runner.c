@@ -349,7 +349,7 @@ static qh_status run_stage(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
                          run->opt->progress, &m->eval, err);
         m->evaluated = st == QH_OK;
         if (st == QH_OK)
-            qh_log(QH_LOG_INFO, s->name, "top-1 %.2f %%  top-5 %.2f %%  loss %.4f  (%lld %s samples)", m->eval.top1,
+            qh_log(QH_LOG_DEBUG, s->name, "top-1 %.2f %%  top-5 %.2f %%  loss %.4f  (%lld %s samples)", m->eval.top1,
                    m->eval.top5, m->eval.loss, (long long)m->eval.n, m->split);
         break;
     }

@@ -100,7 +100,7 @@ qh_status qh_evaluate(qh_graph *g, qh_dataset *ds, qh_split split, int64_t limit
     batch_buf b;
     if ((st = batch_alloc(&b, g, batch, batch, err)) != QH_OK)
         return st;
-    double loss_sum = 0.0;
+    double loss_sum = 0.0, t0 = now_s();
     int64_t top1 = 0, top5 = 0;
     const char *label = split == QH_SPLIT_TRAIN ? "evaluate (train split)" : "evaluate";
     for (int64_t start = 0; start < total; start += batch) {
@@ -132,7 +132,8 @@ qh_status qh_evaluate(qh_graph *g, qh_dataset *ds, qh_split split, int64_t limit
     out->top5 = total ? 100.0 * (double)top5 / (double)total : 0.0;
     if (pr && pr->finish) {
         char summary[128];
-        snprintf(summary, sizeof summary, "top-1 %.2f %%, top-5 %.2f %%, loss %.4f", out->top1, out->top5, out->loss);
+        snprintf(summary, sizeof summary, "top-1 %.2f %%, top-5 %.2f %%, loss %.4f over %lld samples, %.1f s",
+                 out->top1, out->top5, out->loss, (long long)out->n, now_s() - t0);
         pr->finish(pr->user, label, summary);
     }
 out:
