@@ -10,6 +10,7 @@
 
 #include "list.h"
 #include "progress.h"
+#include "summary.h"
 #include "qh_version.h"
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
@@ -22,12 +23,16 @@ static const char usage_text[] =
     "       qhost --list-plugins [-v]          list plugins (with -v: every parameter)\n"
     "       qhost --describe [KIND/]NAME       one plugin in full\n"
     "       qhost inspect FILE.safetensors     tensors, dtypes, shapes, sparsity, metadata\n"
+    "       qhost --summary MODEL [--set KEY=VALUE ...]\n"
+    "                                          layers, output shapes, parameters, MACs (input=CxHxW,\n"
+    "                                          classes=N and the model's parameters; default 3x32x32, 10)\n"
     "\n"
     "options:\n"
     "  -j, --threads N          threads for kernels (overrides [pipeline] threads)\n"
     "  -o, --output DIR         output directory (overrides [pipeline] output)\n"
     "      --set SEC.KEY=VALUE  override a pipeline key (repeatable), e.g. --set train.epochs=2\n"
     "      --check              validate the pipeline and exit\n"
+    "      --resume             continue an interrupted run in its output directory (same options)\n"
     "      --plugin-dir DIR     search DIR for plugins first (repeatable)\n"
     "  -q, --quiet              only errors\n"
     "  -v, --verbose            every parameter with --list-plugins; -vv: debug logs\n"
@@ -42,9 +47,10 @@ static const char usage_text[] =
 typedef struct cli {
     int threads;
     const char *output;
-    bool quiet, list, check;
+    bool quiet, list, check, resume;
     int verbose; /* -v: parameters in listings; -vv: debug logs */
     const char *describe;
+    const char *summary;
     const char **plugin_dirs;
     int n_plugin_dirs;
     qh_override *ov;
@@ -67,7 +73,9 @@ static int add_override(cli *c, const char *arg)
 {
     const char *eq = strchr(arg, '=');
     const char *dot = strchr(arg, '.');
-    if (!eq || !dot || dot > eq || dot == arg || dot + 1 == eq)
+    if (dot && eq && dot > eq)
+        dot = NULL; /* a dot in the value */
+    if (!eq || eq == arg || (dot && (dot == arg || dot + 1 == eq)))
         return usage_error("--set '%s': expected SECTION.KEY=VALUE", arg);
     char *copy = strdup(arg);
     qh_override *ov = realloc(c->ov, sizeof *ov * (size_t)(c->n_ov + 1));
@@ -82,17 +90,22 @@ static int add_override(cli *c, const char *arg)
     }
     c->ov = ov;
     c->ov_storage = st;
-    char *d = copy + (dot - arg), *e = copy + (eq - arg);
-    *d = '\0';
+    char *e = copy + (eq - arg);
     *e = '\0';
-    c->ov[c->n_ov] = (qh_override){copy, d + 1, e + 1};
+    if (dot) {
+        char *d = copy + (dot - arg);
+        *d = '\0';
+        c->ov[c->n_ov] = (qh_override){copy, d + 1, e + 1};
+    } else {
+        c->ov[c->n_ov] = (qh_override){NULL, copy, e + 1}; /* KEY=VALUE: only with --summary */
+    }
     c->ov_storage[c->n_ov++] = copy;
     return 0;
 }
 
 static int parse_args(cli *c, int argc, char **argv)
 {
-    enum { OPT_SET = 256, OPT_VERSION, OPT_LIST, OPT_DESCRIBE, OPT_PLUGIN_DIR, OPT_CHECK };
+    enum { OPT_SET = 256, OPT_VERSION, OPT_LIST, OPT_DESCRIBE, OPT_PLUGIN_DIR, OPT_CHECK, OPT_SUMMARY, OPT_RESUME };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, 'j'},   {"output", required_argument, NULL, 'o'},
         {"set", required_argument, NULL, OPT_SET},   {"quiet", no_argument, NULL, 'q'},
@@ -100,7 +113,8 @@ static int parse_args(cli *c, int argc, char **argv)
         {"version", no_argument, NULL, OPT_VERSION}, {"list-plugins", no_argument, NULL, OPT_LIST},
         {"describe", required_argument, NULL, OPT_DESCRIBE},
         {"plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR},
-        {"check", no_argument, NULL, OPT_CHECK},     {NULL, 0, NULL, 0},
+        {"check", no_argument, NULL, OPT_CHECK},     {"summary", required_argument, NULL, OPT_SUMMARY},
+        {"resume", no_argument, NULL, OPT_RESUME},   {NULL, 0, NULL, 0},
     };
     opterr = 0;
     int opt;
@@ -143,6 +157,12 @@ static int parse_args(cli *c, int argc, char **argv)
         case OPT_CHECK:
             c->check = true;
             break;
+        case OPT_SUMMARY:
+            c->summary = optarg;
+            break;
+        case OPT_RESUME:
+            c->resume = true;
+            break;
         case OPT_PLUGIN_DIR: {
             const char **d = realloc(c->plugin_dirs, sizeof *d * (size_t)(c->n_plugin_dirs + 1));
             if (!d)
@@ -174,6 +194,11 @@ static void exe_path(const char *argv0, char *buf, size_t size)
 
 static int run_pipeline(cli *c, qh_registry *reg, const char *path, const char *exe)
 {
+    for (int i = 0; i < c->n_ov; i++)
+        if (!c->ov[i].section) {
+            fprintf(stderr, "qhost: error: --set '%s=%s': expected SECTION.KEY=VALUE\n", c->ov[i].key, c->ov[i].value);
+            return EXIT_USAGE;
+        }
     qh_diag d = {.out = stderr};
     qh_pipeline_config *pc = qh_pipeline_config_load(path, reg, c->ov, c->n_ov, &d);
     if (!pc) {
@@ -190,7 +215,8 @@ static int run_pipeline(cli *c, qh_registry *reg, const char *path, const char *
     cli_progress prog;
     cli_progress_init(&prog, stderr, c->quiet);
     qh_progress hooks = cli_progress_hooks(&prog);
-    qh_run_options opt = {.output_dir = c->output, .threads = c->threads, .progress = &hooks, .exe_path = exe};
+    qh_run_options opt = {.output_dir = c->output, .threads = c->threads, .progress = &hooks, .exe_path = exe,
+                          .resume = c->resume};
     qh_error err = {{0}};
     qh_status st = qh_pipeline_run(pc, reg, &opt, &err);
     qh_pipeline_config_free(pc);
@@ -236,13 +262,13 @@ int main(int argc, char **argv)
         free_cli(&c);
         return st == QH_OK ? 0 : EXIT_RUNTIME;
     }
-    if (!c.list && !c.describe && c.n_args != 1) {
+    if (!c.list && !c.describe && !c.summary && c.n_args != 1) {
         free_cli(&c);
         if (c.n_args == 0)
             return usage_error("%s", "no pipeline given");
         return usage_error("unexpected argument '%s' (one pipeline at a time)", c.args[1]);
     }
-    if ((c.list || c.describe) && c.n_args) {
+    if ((c.list || c.describe || c.summary) && c.n_args) {
         free_cli(&c);
         return usage_error("unexpected argument '%s'", c.args[0]);
     }
@@ -265,6 +291,8 @@ int main(int argc, char **argv)
         cli_list_plugins(reg, c.verbose > 0, stdout);
     else if (c.describe)
         rc = cli_describe(reg, c.describe, stdout, stderr);
+    else if (c.summary)
+        rc = cli_summary(reg, c.summary, c.ov, c.n_ov, stdout, stderr);
     else
         rc = run_pipeline(&c, reg, c.args[0], exe);
     qh_registry_free(reg);

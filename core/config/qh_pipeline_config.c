@@ -51,11 +51,19 @@ static const qh_param dataset_host_params[] = {
 static const qh_param model_host_params[] = {
     QH_P_PATH("weights", qh_model_host_config, weights, NULL,
               "safetensors file (PyTorch state_dict names) loaded after building; default: random initialization"),
+    QH_P_STRING("weights_exclude", qh_model_host_config, weights_exclude, "",
+                "comma-separated glob patterns of parameters not taken from weights (they keep their random "
+                "initialization), e.g. a classifier head with another class count"),
     QH_P_END,
 };
 
-static const char *const schedule_choices[] = {"constant", "step", "cosine", NULL};
-static_assert(QH_LR_CONSTANT == 0 && QH_LR_STEP == 1 && QH_LR_COSINE == 2, "schedule_choices follow qh_lr_schedule");
+static const char *const schedule_choices[] = {"constant", "step", "cosine", "plateau", NULL};
+static_assert(QH_LR_CONSTANT == 0 && QH_LR_STEP == 1 && QH_LR_COSINE == 2 && QH_LR_PLATEAU == 3,
+              "schedule_choices follow qh_lr_schedule");
+static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", NULL};
+static_assert(QH_OPT_SGD == 0 && QH_OPT_ADAM == 1 && QH_OPT_ADAMW == 2, "optimizer_choices follow qh_optimizer");
+static const char *const monitor_choices[] = {"test_loss", "test_top1", NULL};
+static_assert(QH_MONITOR_TEST_LOSS == 0 && QH_MONITOR_TEST_TOP1 == 1, "monitor_choices follow qh_monitor");
 
 static const qh_param train_params[] = {
     QH_P_INT("epochs", qh_train_config, epochs, 1, 1, 10000, "epochs", "passes over the training set"),
@@ -70,8 +78,38 @@ static const qh_param train_params[] = {
              "epochs between two decays (schedule = step)"),
     QH_P_DOUBLE("gamma", qh_train_config, gamma, 0.1, 0, 1, "factor",
                 "learning-rate factor at each decay (schedule = step; above 0)"),
-    QH_P_DOUBLE("min_lr", qh_train_config, min_lr, 0, 0, 10, NULL, "learning rate at the end (schedule = cosine)"),
-    QH_P_BOOL("eval_each_epoch", qh_train_config, eval_each_epoch, 0, "evaluate on the test split after each epoch"),
+    QH_P_DOUBLE("min_lr", qh_train_config, min_lr, 0, 0, 10, NULL, "learning rate at the end (schedule = cosine), lowest learning rate (schedule = plateau)"),
+    QH_P_BOOL("eval_each_epoch", qh_train_config, eval_each_epoch, 0,
+              "evaluate on the test split after each epoch (implied by plateau, early stopping and keep_best)"),
+    QH_P_ENUM("optimizer", qh_train_config, optimizer, QH_OPT_SGD, optimizer_choices,
+              "sgd (momentum, nesterov), adam (weight_decay as L2 in the gradient) or adamw (decoupled decay)"),
+    QH_P_DOUBLE("beta1", qh_train_config, beta1, 0.9, 0, 1, NULL, "Adam: decay of the gradient average (below 1)"),
+    QH_P_DOUBLE("beta2", qh_train_config, beta2, 0.999, 0, 1, NULL,
+                "Adam: decay of the squared-gradient average (below 1)"),
+    QH_P_DOUBLE("eps", qh_train_config, eps, 1e-8, 0, 1, NULL, "Adam: added to the denominator (above 0)"),
+    QH_P_INT("warmup_epochs", qh_train_config, warmup_epochs, 0, 0, 10000, "epochs",
+             "linear warm-up per iteration from lr/k to lr over the first k iterations of these epochs; the "
+             "schedule then runs over the remaining epochs (below epochs)"),
+    QH_P_ENUM("plateau_metric", qh_train_config, plateau_metric, QH_MONITOR_TEST_LOSS, monitor_choices,
+              "metric watched by schedule = plateau: lower test_loss or higher test_top1 is better"),
+    QH_P_INT("plateau_patience", qh_train_config, plateau_patience, 10, 0, 10000, "epochs",
+             "epochs without improvement before the learning rate drops (schedule = plateau)"),
+    QH_P_DOUBLE("plateau_factor", qh_train_config, plateau_factor, 0.1, 0, 1, "factor",
+                "learning-rate factor at each drop, floor min_lr (schedule = plateau; above 0, below 1)"),
+    QH_P_DOUBLE("plateau_threshold", qh_train_config, plateau_threshold, 1e-4, 0, 1, "fraction",
+                "relative change that counts as an improvement (schedule = plateau)"),
+    QH_P_DOUBLE("label_smoothing", qh_train_config, label_smoothing, 0, 0, 1, NULL,
+                "training loss target (1 - s) one-hot + s / classes (below 1); evaluation stays plain cross-entropy"),
+    QH_P_INT("early_stop_patience", qh_train_config, early_stop_patience, 0, 0, 10000, "epochs",
+             "stop after this many epochs without improvement of early_stop_metric; 0 = never"),
+    QH_P_ENUM("early_stop_metric", qh_train_config, early_stop_metric, QH_MONITOR_TEST_LOSS, monitor_choices,
+              "metric watched by early stopping and keep_best (any decrease of test_loss or increase of test_top1)"),
+    QH_P_BOOL("keep_best", qh_train_config, keep_best, 0,
+              "at the end, restore the weights of the epoch with the best early_stop_metric"),
+    QH_P_STRING("freeze", qh_train_config, freeze, "",
+                "comma-separated glob patterns of parameters left unchanged by this stage"),
+    QH_P_BOOL("checkpoint", qh_train_config, checkpoint, 1,
+              "write checkpoints/{stage}.ckpt.safetensors after every epoch, for qhost --resume"),
     QH_P_END,
 };
 
@@ -140,6 +178,12 @@ static const struct {
     {QH_STAGE_TRAIN, "lr", false},
     {QH_STAGE_TRAIN, "momentum", true},
     {QH_STAGE_TRAIN, "gamma", false},
+    {QH_STAGE_TRAIN, "beta1", true},
+    {QH_STAGE_TRAIN, "beta2", true},
+    {QH_STAGE_TRAIN, "eps", false},
+    {QH_STAGE_TRAIN, "plateau_factor", false},
+    {QH_STAGE_TRAIN, "plateau_factor", true},
+    {QH_STAGE_TRAIN, "label_smoothing", true},
     {QH_STAGE_PRUNE, "sparsity", true},
 };
 
@@ -557,6 +601,43 @@ static bool load_global(load_ctx *c)
     return !s || parse_stage_list(c, s);
 }
 
+/* Keys of [train] that only mean something together with another setting: setting one without it is
+ * almost surely a mistake (beta1 under sgd would be silently ignored), so it is an error. */
+static bool is_sgd(const qh_train_config *t) { return t->optimizer == QH_OPT_SGD; }
+static bool is_adam(const qh_train_config *t) { return t->optimizer != QH_OPT_SGD; }
+static bool is_plateau(const qh_train_config *t) { return t->schedule == QH_LR_PLATEAU; }
+static bool watches(const qh_train_config *t) { return t->early_stop_patience > 0 || t->keep_best; }
+
+static const struct {
+    const char *key;
+    bool (*applies)(const qh_train_config *);
+    const char *when;
+} train_conditional[] = {
+    {"momentum", is_sgd, "optimizer = sgd"},
+    {"nesterov", is_sgd, "optimizer = sgd"},
+    {"beta1", is_adam, "optimizer = adam or adamw"},
+    {"beta2", is_adam, "optimizer = adam or adamw"},
+    {"eps", is_adam, "optimizer = adam or adamw"},
+    {"plateau_metric", is_plateau, "schedule = plateau"},
+    {"plateau_patience", is_plateau, "schedule = plateau"},
+    {"plateau_factor", is_plateau, "schedule = plateau"},
+    {"plateau_threshold", is_plateau, "schedule = plateau"},
+    {"early_stop_metric", watches, "early_stop_patience > 0 or keep_best"},
+};
+
+static void check_train(load_ctx *c, const src_section *s, const qh_train_config *t)
+{
+    for (size_t i = 0; i < sizeof train_conditional / sizeof train_conditional[0]; i++) {
+        const src_entry *e = find_key(s, train_conditional[i].key);
+        if (e && !train_conditional[i].applies(t))
+            report(c, s, e, "[%s] %s: applies only with %s", s->name, e->key, train_conditional[i].when);
+    }
+    const src_entry *w = find_key(s, "warmup_epochs");
+    if (w && t->warmup_epochs > 0 && t->warmup_epochs >= t->epochs)
+        report(c, s, w, "[%s] warmup_epochs: %lld must be below epochs (%lld)", s->name, (long long)t->warmup_epochs,
+               (long long)t->epochs);
+}
+
 static bool load_model(load_ctx *c, const src_section *s)
 {
     qh_pipeline_config *pc = c->pc;
@@ -570,6 +651,9 @@ static bool load_model(load_ctx *c, const src_section *s)
         sc.plugin_cfg = pc->model_cfg;
     }
     apply_section(c, s, &sc);
+    const src_entry *ex = find_key(s, "weights_exclude");
+    if (ex && ex->value[0] && (!pc->model_host->weights || !pc->model_host->weights[0]))
+        report(c, s, ex, "[model] weights_exclude: applies only together with weights");
     return true;
 }
 
@@ -706,6 +790,8 @@ static bool load_stage(load_ctx *c, const src_section *s, qh_stage *st)
                stage_type_names[t]);
     }
     apply_section(c, s, &sc);
+    if (t == QH_STAGE_TRAIN)
+        check_train(c, s, st->host_cfg);
     return true;
 }
 

@@ -1,6 +1,12 @@
-/* qh_exec.c - forward and backward passes over a graph; buffers sized once per batch capacity. */
+/* qh_exec.c - forward and backward passes over a graph; buffers sized once per batch capacity.
+ *
+ * At inference a batchnorm whose only consumer is a ReLU/ReLU6 folds that activation into one
+ * pass (scale/shift from the running statistics, then the activation), and the activation node
+ * is skipped: consumers read each node's `cur` pointer, which names whichever buffer holds its
+ * value after the forward pass. Training always runs every node for its own buffers. */
 #include "graph/qh_graph_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +18,30 @@ static int32_t owner_of(const qh_graph *g, int32_t i)
     return i;
 }
 
-static void *alloc_floats(int64_t n) { return qh_alloc_aligned((size_t)n * sizeof(float)); }
+static void *alloc_floats(int64_t n) { return qh_alloc_aligned((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+
+static void plan_fusion(qh_graph *g)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        g->nodes[i].n_consumers = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const qh_node *nd = &g->nodes[i];
+        if (nd->input >= 0)
+            g->nodes[nd->input].n_consumers++;
+        if (nd->input2 >= 0)
+            g->nodes[nd->input2].n_consumers++;
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        qh_node *nd = &g->nodes[i];
+        nd->fuse_act = 0;
+        nd->fused_away = false;
+        if ((nd->op == QH_OP_RELU || nd->op == QH_OP_RELU6) && nd->input >= 0 &&
+            g->nodes[nd->input].op == QH_OP_BATCHNORM2D && g->nodes[nd->input].n_consumers == 1) {
+            g->nodes[nd->input].fuse_act = nd->op == QH_OP_RELU ? 1 : 6;
+            nd->fused_away = true;
+        }
+    }
+}
 
 static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error *err)
 {
@@ -21,6 +50,7 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     int64_t cap = n > g->batch_cap ? n : g->batch_cap;
     bool with_grads = training || g->grads_allocated;
     qhi_graph_free_exec(g);
+    plan_fusion(g);
     size_t ws = 0;
     int64_t max_numel = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -40,6 +70,10 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
             goto nomem;
         if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
             goto nomem;
+        if (nd->op == QH_OP_BATCHNORM2D &&
+            (!(nd->save_mean = alloc_floats(nd->shape[0])) || !(nd->save_invstd = alloc_floats(nd->shape[0])) ||
+             !(nd->bn_scale = alloc_floats(nd->shape[0])) || !(nd->bn_shift = alloc_floats(nd->shape[0]))))
+            goto nomem;
         if (nd->op == QH_OP_CONV2D) {
             qh_conv2d_shape s = qhi_conv_shape(nd, cap);
             size_t need = qh_k_conv2d_ws_size(&s);
@@ -57,15 +91,41 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     g->grads_allocated = with_grads;
     return QH_OK;
 nomem:
-    g->batch_cap = 0;
-    g->grads_allocated = false;
+    qhi_graph_free_exec(g);
     return qh_error_set(err, QH_E_NOMEM, "out of memory for activations of a batch of %lld", (long long)n);
 }
 
-static const float *input_of(const qh_graph *g, const qh_node *nd)
+static const float *value_of(const qh_graph *g, int32_t src)
 {
-    int32_t o = owner_of(g, nd->input);
-    return o == QH_INPUT ? g->input : g->nodes[o].out;
+    return src == QH_INPUT ? g->input : g->nodes[src].cur;
+}
+
+static float *wdata(qh_graph *g, int32_t idx) { return idx >= 0 ? qh_tensor_f32(g->weights[idx].value) : NULL; }
+
+static void bn_forward(qh_graph *g, qh_node *nd, const float *in, int64_t n, bool training)
+{
+    int64_t c = nd->shape[0], hw = nd->shape[1] * nd->shape[2];
+    float *gamma = wdata(g, nd->w_idx), *beta = wdata(g, nd->b_idx);
+    float *rmean = wdata(g, nd->buf_idx), *rvar = wdata(g, nd->buf_idx + 1);
+    if (training) {
+        qh_k_bn2d_fwd_train_f32(n, c, hw, in, gamma, beta, nd->u.bn.eps, nd->u.bn.momentum, rmean, rvar, nd->out,
+                                nd->save_mean, nd->save_invstd);
+        ((int64_t *)g->weights[nd->buf_idx + 2].value->data)[0] += 1;
+        nd->cur = nd->out;
+        return;
+    }
+    if (!nd->fuse_act) {
+        qh_k_bn2d_fwd_eval_f32(n, c, hw, in, gamma, beta, rmean, rvar, nd->u.bn.eps, nd->out);
+        nd->cur = nd->out;
+        return;
+    }
+    for (int64_t k = 0; k < c; k++) { /* the same arithmetic as the unfused eval kernel's affine form */
+        float inv = (float)(1.0 / sqrt((double)rvar[k] + nd->u.bn.eps));
+        nd->bn_scale[k] = gamma[k] * inv;
+        nd->bn_shift[k] = beta[k] - rmean[k] * gamma[k] * inv;
+    }
+    qh_k_scale_shift_act_f32(n, c, hw, in, nd->bn_scale, nd->bn_shift, nd->fuse_act, nd->out);
+    nd->cur = nd->out;
 }
 
 const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool training, qh_rng *rng, qh_error *err)
@@ -81,10 +141,10 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
     g->last_training = training;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
-        const float *in = input_of(g, nd);
+        const float *in = value_of(g, nd->input);
         int64_t total = n * nd->numel;
-        const float *w = nd->w_idx >= 0 ? qh_tensor_f32(g->weights[nd->w_idx].value) : NULL;
-        const float *b = nd->b_idx >= 0 ? qh_tensor_f32(g->weights[nd->b_idx].value) : NULL;
+        const float *w = wdata(g, nd->w_idx), *b = wdata(g, nd->b_idx);
+        nd->cur = nd->out;
         switch (nd->op) {
         case QH_OP_CONV2D: {
             qh_conv2d_shape s = qhi_conv_shape(nd, n);
@@ -95,7 +155,15 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
             qh_k_linear_fwd_f32(n, nd->u.lin.in, nd->u.lin.out, in, w, b, nd->out);
             break;
         case QH_OP_RELU:
-            qh_k_relu_fwd_f32(total, in, nd->out);
+        case QH_OP_RELU6:
+            if (!training && nd->fused_away) {
+                nd->cur = in; /* the batchnorm before already applied it */
+                break;
+            }
+            if (nd->op == QH_OP_RELU)
+                qh_k_relu_fwd_f32(total, in, nd->out);
+            else
+                qh_k_relu6_fwd_f32(total, in, nd->out);
             break;
         case QH_OP_TANH:
             qh_k_tanh_fwd_f32(total, in, nd->out);
@@ -111,28 +179,46 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
             break;
         }
         case QH_OP_FLATTEN:
-            break; /* shares its input's buffers */
+            nd->cur = in; /* shares its input's buffers */
+            break;
         case QH_OP_DROPOUT:
             if (training && nd->u.drop_p > 0.0) {
                 qh_k_dropout_mask(total, nd->u.drop_p, rng, nd->drop_mask);
                 qh_k_dropout_fwd_f32(total, nd->u.drop_p, nd->drop_mask, in, nd->out);
             } else {
-                memcpy(nd->out, in, (size_t)total * sizeof(float));
+                nd->cur = in; /* identity at inference */
             }
+            break;
+        case QH_OP_BATCHNORM2D:
+            bn_forward(g, nd, in, n, training);
+            break;
+        case QH_OP_ADD:
+            qh_k_add_f32(total, in, value_of(g, nd->input2), nd->out);
+            break;
+        case QH_OP_ADAPTIVE_AVGPOOL2D:
+            qh_k_adaptive_avgpool2d_fwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.size.ho,
+                                            nd->u.size.wo, in, nd->out);
+            break;
+        case QH_OP_SHORTCUT_A:
+            qh_k_shortcut_a_fwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.stride, nd->shape[0],
+                                    in, nd->out);
+            break;
+        case QH_OP_RESIZE_BILINEAR:
+            qh_k_resize_bilinear_fwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.size.ho,
+                                         nd->u.size.wo, in, nd->out);
             break;
         case QH_OP_COUNT:
             break;
         }
     }
-    int32_t last = owner_of(g, g->n_nodes - 1);
-    return last == QH_INPUT ? g->input : g->nodes[last].out;
+    return g->nodes[g->n_nodes - 1].cur;
 }
 
-/* Where a node's input gradient goes: straight into the owner's buffer the first time, else into
- * scratch and then added (a node read by several consumers). NULL when the input is the graph input. */
-static float *dx_target(qh_graph *g, const qh_node *nd, bool *accumulate)
+/* Where the gradient for source node `src` goes: straight into its owner's buffer the first time,
+ * else into scratch and then added (a node read by several consumers). NULL for the graph input. */
+static float *dx_target(qh_graph *g, int32_t src, bool *accumulate)
 {
-    int32_t o = owner_of(g, nd->input);
+    int32_t o = owner_of(g, src);
     *accumulate = false;
     if (o == QH_INPUT)
         return NULL;
@@ -143,18 +229,29 @@ static float *dx_target(qh_graph *g, const qh_node *nd, bool *accumulate)
     return g->nodes[o].grad;
 }
 
-static void dx_commit(qh_graph *g, const qh_node *nd, bool accumulate)
+static void dx_commit(qh_graph *g, int32_t src, bool accumulate)
 {
-    int32_t o = owner_of(g, nd->input);
+    int32_t o = owner_of(g, src);
     if (o == QH_INPUT)
         return;
-    qh_node *src = &g->nodes[o];
+    qh_node *s = &g->nodes[o];
     if (accumulate) {
-        int64_t total = g->batch_n * src->numel;
+        int64_t total = g->batch_n * s->numel;
         for (int64_t k = 0; k < total; k++)
-            src->grad[k] += g->scratch[k];
+            s->grad[k] += g->scratch[k];
     }
-    src->grad_written = true;
+    s->grad_written = true;
+}
+
+/* Gradient that passes unchanged to a source (residual add). */
+static void pass_grad(qh_graph *g, int32_t src, const float *dy, int64_t total)
+{
+    bool acc;
+    float *dx = dx_target(g, src, &acc);
+    if (!dx)
+        return;
+    memcpy(dx, dy, (size_t)total * sizeof(float));
+    dx_commit(g, src, acc);
 }
 
 static void zero_weight_grads(qh_graph *g, const qh_node *nd)
@@ -163,6 +260,81 @@ static void zero_weight_grads(qh_graph *g, const qh_node *nd)
         memset(g->weights[nd->w_idx].grad->data, 0, qh_tensor_nbytes(g->weights[nd->w_idx].grad));
     if (nd->b_idx >= 0)
         memset(g->weights[nd->b_idx].grad->data, 0, qh_tensor_nbytes(g->weights[nd->b_idx].grad));
+}
+
+static float *gdata(qh_graph *g, int32_t idx) { return idx >= 0 ? qh_tensor_f32(g->weights[idx].grad) : NULL; }
+
+/* Backward of one node into dx (the input's gradient buffer or scratch; NULL = not needed). */
+static void node_backward(qh_graph *g, qh_node *nd, float *dx)
+{
+    int64_t n = g->batch_n, total = n * nd->numel;
+    const float *x = value_of(g, nd->input), *dy = nd->grad;
+    switch (nd->op) {
+    case QH_OP_CONV2D: {
+        qh_conv2d_shape s = qhi_conv_shape(nd, n);
+        qh_k_conv2d_bwd_f32(&s, x, wdata(g, nd->w_idx), dy, dx, gdata(g, nd->w_idx), gdata(g, nd->b_idx), g->ws);
+        break;
+    }
+    case QH_OP_LINEAR:
+        qh_k_linear_bwd_f32(n, nd->u.lin.in, nd->u.lin.out, x, wdata(g, nd->w_idx), dy, dx, gdata(g, nd->w_idx),
+                            gdata(g, nd->b_idx));
+        break;
+    case QH_OP_BATCHNORM2D:
+        qh_k_bn2d_bwd_f32(n, nd->shape[0], nd->shape[1] * nd->shape[2], x, dy, wdata(g, nd->w_idx), nd->save_mean,
+                          nd->save_invstd, dx, gdata(g, nd->w_idx), gdata(g, nd->b_idx));
+        break;
+    case QH_OP_RELU:
+        if (dx)
+            qh_k_relu_bwd_f32(total, nd->out, dy, dx);
+        break;
+    case QH_OP_RELU6:
+        if (dx)
+            qh_k_relu6_bwd_f32(total, x, dy, dx);
+        break;
+    case QH_OP_TANH:
+        if (dx)
+            qh_k_tanh_bwd_f32(total, nd->out, dy, dx);
+        break;
+    case QH_OP_MAXPOOL2D:
+        if (dx) {
+            qh_pool2d_shape s = qhi_pool_shape(nd, n);
+            qh_k_maxpool2d_bwd_f32(&s, dy, nd->argmax, dx);
+        }
+        break;
+    case QH_OP_AVGPOOL2D:
+        if (dx) {
+            qh_pool2d_shape s = qhi_pool_shape(nd, n);
+            qh_k_avgpool2d_bwd_f32(&s, dy, dx);
+        }
+        break;
+    case QH_OP_DROPOUT:
+        if (dx) {
+            if (nd->u.drop_p > 0.0)
+                qh_k_dropout_bwd_f32(total, nd->u.drop_p, nd->drop_mask, dy, dx);
+            else
+                memcpy(dx, dy, (size_t)total * sizeof(float));
+        }
+        break;
+    case QH_OP_ADAPTIVE_AVGPOOL2D:
+        if (dx)
+            qh_k_adaptive_avgpool2d_bwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.size.ho,
+                                            nd->u.size.wo, dy, dx);
+        break;
+    case QH_OP_SHORTCUT_A:
+        if (dx)
+            qh_k_shortcut_a_bwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.stride, nd->shape[0],
+                                    dy, dx);
+        break;
+    case QH_OP_RESIZE_BILINEAR:
+        if (dx)
+            qh_k_resize_bilinear_bwd_f32(n, nd->in_shape[0], nd->in_shape[1], nd->in_shape[2], nd->u.size.ho,
+                                         nd->u.size.wo, dy, dx);
+        break;
+    case QH_OP_ADD:
+    case QH_OP_FLATTEN:
+    case QH_OP_COUNT:
+        break;
+    }
 }
 
 qh_status qh_graph_backward(qh_graph *g, const float *dlogits, qh_error *err)
@@ -186,58 +358,16 @@ qh_status qh_graph_backward(qh_graph *g, const float *dlogits, qh_error *err)
             zero_weight_grads(g, nd);
             continue;
         }
+        if (nd->op == QH_OP_ADD) {
+            pass_grad(g, nd->input, nd->grad, n * nd->numel);
+            pass_grad(g, nd->input2, nd->grad, n * nd->numel);
+            continue;
+        }
         bool acc;
-        float *dx = dx_target(g, nd, &acc);
-        const float *x = input_of(g, nd);
-        const float *dy = nd->grad;
-        int64_t total = n * nd->numel;
-        switch (nd->op) {
-        case QH_OP_CONV2D: {
-            qh_conv2d_shape s = qhi_conv_shape(nd, n);
-            qh_k_conv2d_bwd_f32(&s, x, qh_tensor_f32(g->weights[nd->w_idx].value), dy, dx,
-                                qh_tensor_f32(g->weights[nd->w_idx].grad),
-                                nd->b_idx >= 0 ? qh_tensor_f32(g->weights[nd->b_idx].grad) : NULL, g->ws);
-            break;
-        }
-        case QH_OP_LINEAR:
-            qh_k_linear_bwd_f32(n, nd->u.lin.in, nd->u.lin.out, x, qh_tensor_f32(g->weights[nd->w_idx].value), dy,
-                                dx, qh_tensor_f32(g->weights[nd->w_idx].grad),
-                                nd->b_idx >= 0 ? qh_tensor_f32(g->weights[nd->b_idx].grad) : NULL);
-            break;
-        case QH_OP_RELU:
-            if (dx)
-                qh_k_relu_bwd_f32(total, nd->out, dy, dx);
-            break;
-        case QH_OP_TANH:
-            if (dx)
-                qh_k_tanh_bwd_f32(total, nd->out, dy, dx);
-            break;
-        case QH_OP_MAXPOOL2D:
-            if (dx) {
-                qh_pool2d_shape s = qhi_pool_shape(nd, n);
-                qh_k_maxpool2d_bwd_f32(&s, dy, nd->argmax, dx);
-            }
-            break;
-        case QH_OP_AVGPOOL2D:
-            if (dx) {
-                qh_pool2d_shape s = qhi_pool_shape(nd, n);
-                qh_k_avgpool2d_bwd_f32(&s, dy, dx);
-            }
-            break;
-        case QH_OP_DROPOUT:
-            if (dx) {
-                if (nd->u.drop_p > 0.0)
-                    qh_k_dropout_bwd_f32(total, nd->u.drop_p, nd->drop_mask, dy, dx);
-                else
-                    memcpy(dx, dy, (size_t)total * sizeof(float));
-            }
-            break;
-        case QH_OP_FLATTEN:
-        case QH_OP_COUNT:
-            break;
-        }
+        float *dx = dx_target(g, nd->input, &acc);
+        node_backward(g, nd, dx);
         if (dx)
-            dx_commit(g, nd, acc);
+            dx_commit(g, nd->input, acc);
     }
     return QH_OK;
 }

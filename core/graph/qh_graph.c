@@ -9,7 +9,9 @@
 static const char *const op_names[] = {
     [QH_OP_CONV2D] = "conv2d",     [QH_OP_LINEAR] = "linear",       [QH_OP_RELU] = "relu",
     [QH_OP_TANH] = "tanh",         [QH_OP_MAXPOOL2D] = "maxpool2d", [QH_OP_AVGPOOL2D] = "avgpool2d",
-    [QH_OP_FLATTEN] = "flatten",   [QH_OP_DROPOUT] = "dropout",
+    [QH_OP_FLATTEN] = "flatten",   [QH_OP_DROPOUT] = "dropout",     [QH_OP_BATCHNORM2D] = "batchnorm2d",
+    [QH_OP_RELU6] = "relu6",       [QH_OP_ADD] = "add",             [QH_OP_ADAPTIVE_AVGPOOL2D] = "adaptive_avgpool2d",
+    [QH_OP_SHORTCUT_A] = "shortcut_a", [QH_OP_RESIZE_BILINEAR] = "resize_bilinear",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == QH_OP_COUNT, "every op needs a name");
 
@@ -44,9 +46,15 @@ void qhi_graph_free_exec(qh_graph *g)
         }
         qh_free_aligned(nd->argmax);
         qh_free_aligned(nd->drop_mask);
+        qh_free_aligned(nd->save_mean);
+        qh_free_aligned(nd->save_invstd);
+        qh_free_aligned(nd->bn_scale);
+        qh_free_aligned(nd->bn_shift);
+        nd->bn_scale = nd->bn_shift = NULL;
         nd->out = nd->grad = NULL;
         nd->argmax = NULL;
         nd->drop_mask = NULL;
+        nd->save_mean = nd->save_invstd = NULL;
     }
     qh_free_aligned(g->ws);
     qh_free_aligned(g->scratch);
@@ -103,22 +111,28 @@ int64_t qh_graph_n_params(const qh_graph *g)
 {
     int64_t n = 0;
     for (int32_t i = 0; i < g->n_weights; i++)
-        n += qh_tensor_numel(g->weights[i].value);
+        if (!g->weights[i].is_buffer)
+            n += qh_tensor_numel(g->weights[i].value);
     return n;
+}
+
+int64_t qh_graph_node_macs(const qh_graph *g, int32_t node)
+{
+    const qh_node *nd = &g->nodes[node];
+    if (nd->op == QH_OP_CONV2D) {
+        const qh_conv2d_params *p = &nd->u.conv;
+        return nd->numel * (nd->in_shape[0] / p->groups) * p->kernel_h * p->kernel_w;
+    }
+    if (nd->op == QH_OP_LINEAR)
+        return nd->u.lin.in * nd->u.lin.out;
+    return 0;
 }
 
 int64_t qh_graph_macs(const qh_graph *g)
 {
     int64_t macs = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const qh_node *nd = &g->nodes[i];
-        if (nd->op == QH_OP_CONV2D) {
-            const qh_conv2d_params *p = &nd->u.conv;
-            macs += nd->numel * (nd->in_shape[0] / p->groups) * p->kernel_h * p->kernel_w;
-        } else if (nd->op == QH_OP_LINEAR) {
-            macs += nd->u.lin.in * nd->u.lin.out;
-        }
-    }
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        macs += qh_graph_node_macs(g, i);
     return macs;
 }
 
@@ -164,7 +178,8 @@ static qh_node *add_node(qh_graph *g, qh_op op, const char *name, int32_t input,
     memset(nd, 0, sizeof *nd);
     nd->op = op;
     nd->input = src;
-    nd->w_idx = nd->b_idx = -1;
+    nd->input2 = -3;
+    nd->w_idx = nd->b_idx = nd->buf_idx = -1;
     if (name && *name)
         snprintf(nd->name, sizeof nd->name, "%s", name);
     else
@@ -194,8 +209,8 @@ static int32_t commit_node(qh_graph *g, qh_node *nd)
     return g->n_nodes++;
 }
 
-static int32_t add_weight(qh_graph *g, const char *layer, const char *suffix, int32_t ndim, const int64_t *shape,
-                          bool is_bias, qh_error *err)
+static int32_t add_tensor(qh_graph *g, const char *layer, const char *suffix, qh_dtype dt, int32_t ndim,
+                          const int64_t *shape, bool is_bias, bool is_buffer, qh_error *err)
 {
     char name[QH_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s", layer, suffix);
@@ -215,17 +230,26 @@ static int32_t add_weight(qh_graph *g, const char *layer, const char *suffix, in
     }
     qh_weight *w = &g->weights[g->n_weights];
     memset(w, 0, sizeof *w);
-    w->value = qh_tensor_new(QH_F32, ndim, shape, err);
-    w->grad = w->value ? qh_tensor_new(QH_F32, ndim, shape, err) : NULL;
-    if (!w->grad) {
+    w->value = qh_tensor_new(dt, ndim, shape, err);
+    if (!w->value)
+        return -1;
+    if (!is_buffer && !(w->grad = qh_tensor_new(QH_F32, ndim, shape, err))) {
         qh_tensor_free(w->value);
         return -1;
     }
     qh_tensor_set_name(w->value, name);
-    qh_tensor_set_name(w->grad, name);
+    if (w->grad)
+        qh_tensor_set_name(w->grad, name);
     w->node = g->n_nodes;
     w->is_bias = is_bias;
+    w->is_buffer = is_buffer;
     return g->n_weights++;
+}
+
+static int32_t add_weight(qh_graph *g, const char *layer, const char *suffix, int32_t ndim, const int64_t *shape,
+                          bool is_bias, qh_error *err)
+{
+    return add_tensor(g, layer, suffix, QH_F32, ndim, shape, is_bias, false, err);
 }
 
 int32_t qh_graph_conv2d(qh_graph *g, const char *name, int32_t input, const qh_conv2d_params *p, qh_error *err)
@@ -388,6 +412,120 @@ int32_t qh_graph_avgpool2d(qh_graph *g, const char *name, int32_t input, const q
     return add_pool(g, QH_OP_AVGPOOL2D, name, input, p, err);
 }
 
+int32_t qh_graph_relu6(qh_graph *g, const char *name, int32_t input, qh_error *err)
+{
+    return add_same_shape(g, QH_OP_RELU6, name, input, err);
+}
+
+int32_t qh_graph_batchnorm2d(qh_graph *g, const char *name, int32_t input, double eps, double momentum,
+                             qh_error *err)
+{
+    if (!name || !*name)
+        return qh_error_set(err, QH_E_INVAL, "batchnorm2d needs a name"), -1;
+    if (!(eps > 0.0) || !(momentum >= 0.0 && momentum <= 1.0))
+        return qh_error_set(err, QH_E_INVAL, "batchnorm2d '%s': eps %g must be > 0, momentum %g in [0, 1]", name, eps,
+                            momentum), -1;
+    qh_node *nd = add_node(g, QH_OP_BATCHNORM2D, name, input, err);
+    if (!nd)
+        return -1;
+    if (nd->in_ndim != 3)
+        return qh_error_set(err, QH_E_INVAL, "batchnorm2d '%s': input must be C x H x W, got rank %d", name,
+                            nd->in_ndim), -1;
+    nd->ndim = 3;
+    for (int i = 0; i < 3; i++)
+        nd->shape[i] = nd->in_shape[i];
+    nd->u.bn.eps = eps;
+    nd->u.bn.momentum = momentum;
+    int64_t c[1] = {nd->in_shape[0]};
+    if ((nd->w_idx = add_weight(g, name, "weight", 1, c, false, err)) < 0 ||
+        (nd->b_idx = add_weight(g, name, "bias", 1, c, true, err)) < 0 ||
+        (nd->buf_idx = add_tensor(g, name, "running_mean", QH_F32, 1, c, false, true, err)) < 0 ||
+        add_tensor(g, name, "running_var", QH_F32, 1, c, false, true, err) < 0 ||
+        add_tensor(g, name, "num_batches_tracked", QH_I64, 0, NULL, false, true, err) < 0)
+        return -1;
+    return commit_node(g, nd);
+}
+
+int32_t qh_graph_add(qh_graph *g, const char *name, int32_t a, int32_t b, qh_error *err)
+{
+    int32_t rb = qhi_graph_resolve_input(g, b);
+    if (rb == -3)
+        return qh_error_set(err, QH_E_INVAL, "add '%s': input node %d does not exist", name ? name : "", b), -1;
+    qh_node *nd = add_node(g, QH_OP_ADD, name, a, err);
+    if (!nd)
+        return -1;
+    int64_t bs[3] = {g->in_c, g->in_h, g->in_w};
+    int32_t bnd = 3;
+    if (rb != QH_INPUT) {
+        bnd = g->nodes[rb].ndim;
+        for (int i = 0; i < bnd; i++)
+            bs[i] = g->nodes[rb].shape[i];
+    }
+    bool same = bnd == nd->in_ndim;
+    for (int i = 0; same && i < bnd; i++)
+        same = bs[i] == nd->in_shape[i];
+    if (!same)
+        return qh_error_set(err, QH_E_INVAL, "add '%s': operands have different shapes", nd->name), -1;
+    nd->input2 = rb;
+    nd->ndim = nd->in_ndim;
+    for (int i = 0; i < nd->ndim; i++)
+        nd->shape[i] = nd->in_shape[i];
+    return commit_node(g, nd);
+}
+
+int32_t qh_graph_adaptive_avgpool2d(qh_graph *g, const char *name, int32_t input, int32_t out_h, int32_t out_w,
+                                    qh_error *err)
+{
+    qh_node *nd = add_node(g, QH_OP_ADAPTIVE_AVGPOOL2D, name, input, err);
+    if (!nd)
+        return -1;
+    if (nd->in_ndim != 3 || out_h < 1 || out_w < 1)
+        return qh_error_set(err, QH_E_INVAL, "adaptive_avgpool2d '%s': needs a C x H x W input and a positive size",
+                            nd->name), -1;
+    nd->u.size.ho = out_h;
+    nd->u.size.wo = out_w;
+    nd->ndim = 3;
+    nd->shape[0] = nd->in_shape[0];
+    nd->shape[1] = out_h;
+    nd->shape[2] = out_w;
+    return commit_node(g, nd);
+}
+
+int32_t qh_graph_shortcut_a(qh_graph *g, const char *name, int32_t input, int32_t stride, int32_t out_channels,
+                            qh_error *err)
+{
+    qh_node *nd = add_node(g, QH_OP_SHORTCUT_A, name, input, err);
+    if (!nd)
+        return -1;
+    if (nd->in_ndim != 3 || stride < 1 || out_channels < nd->in_shape[0])
+        return qh_error_set(err, QH_E_INVAL, "shortcut_a '%s': needs a C x H x W input, stride >= 1 and at least "
+                            "as many output channels as input channels", nd->name), -1;
+    nd->u.stride = stride;
+    nd->ndim = 3;
+    nd->shape[0] = out_channels;
+    nd->shape[1] = (nd->in_shape[1] + stride - 1) / stride;
+    nd->shape[2] = (nd->in_shape[2] + stride - 1) / stride;
+    return commit_node(g, nd);
+}
+
+int32_t qh_graph_resize_bilinear(qh_graph *g, const char *name, int32_t input, int32_t out_h, int32_t out_w,
+                                 qh_error *err)
+{
+    qh_node *nd = add_node(g, QH_OP_RESIZE_BILINEAR, name, input, err);
+    if (!nd)
+        return -1;
+    if (nd->in_ndim != 3 || out_h < 1 || out_w < 1)
+        return qh_error_set(err, QH_E_INVAL, "resize_bilinear '%s': needs a C x H x W input and a positive size",
+                            nd->name), -1;
+    nd->u.size.ho = out_h;
+    nd->u.size.wo = out_w;
+    nd->ndim = 3;
+    nd->shape[0] = nd->in_shape[0];
+    nd->shape[1] = out_h;
+    nd->shape[2] = out_w;
+    return commit_node(g, nd);
+}
+
 qh_status qh_graph_finalize(qh_graph *g, qh_error *err)
 {
     if (g->n_nodes == 0)
@@ -403,6 +541,15 @@ void qh_graph_init_params(qh_graph *g, qh_rng *rng)
 {
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const qh_node *nd = &g->nodes[i];
+        if (nd->op == QH_OP_BATCHNORM2D) { /* gamma 1, beta 0, running mean 0, running var 1, count 0 */
+            float *gm = qh_tensor_f32(g->weights[nd->w_idx].value), *rv = qh_tensor_f32(g->weights[nd->buf_idx + 1].value);
+            for (int64_t k = 0; k < nd->shape[0]; k++)
+                gm[k] = rv[k] = 1.0f;
+            memset(g->weights[nd->b_idx].value->data, 0, qh_tensor_nbytes(g->weights[nd->b_idx].value));
+            memset(g->weights[nd->buf_idx].value->data, 0, qh_tensor_nbytes(g->weights[nd->buf_idx].value));
+            memset(g->weights[nd->buf_idx + 2].value->data, 0, qh_tensor_nbytes(g->weights[nd->buf_idx + 2].value));
+            continue;
+        }
         if (nd->w_idx < 0)
             continue;
         qh_tensor *w = g->weights[nd->w_idx].value;

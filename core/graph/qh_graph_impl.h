@@ -9,6 +9,7 @@ typedef struct qh_node {
     qh_op op;
     char name[QH_NAME_MAX];
     int32_t input;                 /* producing node, or QH_INPUT */
+    int32_t input2;                /* second operand (add), else -3 */
     int32_t ndim;                  /* per-sample output rank (1 or 3) */
     int64_t shape[3];              /* per-sample output shape */
     int64_t numel;                 /* per-sample output elements */
@@ -22,14 +23,28 @@ typedef struct qh_node {
         } lin;
         qh_pool2d_params pool;
         double drop_p;
+        struct {
+            double eps, momentum;
+        } bn;
+        struct {
+            int64_t ho, wo;
+        } size;                    /* adaptive pooling, resize */
+        int32_t stride;            /* shortcut_a */
     } u;
     int32_t w_idx, b_idx;          /* weights, -1 if none */
+    int32_t buf_idx;               /* batchnorm: running_mean; running_var and num_batches_tracked follow */
+    float *save_mean, *save_invstd;/* batchnorm: batch statistics of the last training forward */
     /* execution state (sized for the current batch capacity) */
     float *out;                    /* n * numel, or an alias (flatten) */
     float *grad;                   /* n * numel, or an alias */
     int32_t *argmax;               /* max pooling */
     uint8_t *drop_mask;            /* dropout */
     bool alias;                    /* out/grad belong to the input node (flatten) */
+    const float *cur;              /* what consumers read after the last forward (out, or a fused producer's) */
+    int32_t n_consumers;
+    int8_t fuse_act;               /* batchnorm at inference: 0 none, 1 ReLU, 6 ReLU6 folded in */
+    bool fused_away;               /* an activation folded into the batchnorm before it (inference only) */
+    float *bn_scale, *bn_shift;    /* batchnorm at inference: per-channel affine from running statistics */
     bool grad_written;             /* during backward: grad holds a value (else overwrite) */
 } qh_node;
 

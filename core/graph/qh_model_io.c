@@ -58,9 +58,16 @@ static float half_to_float(uint16_t h)
     return sign ? -v : v;
 }
 
-static void convert_to_f32(const qh_tensor *src, float *dst)
+static void convert_into(const qh_tensor *src, qh_tensor *dst_t)
 {
     int64_t n = qh_tensor_numel(src);
+    if (dst_t->dtype == QH_I64) {
+        int64_t *d = dst_t->data;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = src->dtype == QH_I64 ? ((const int64_t *)src->data)[i] : ((const int32_t *)src->data)[i];
+        return;
+    }
+    float *dst = dst_t->data;
     switch (src->dtype) {
     case QH_F32:
         memcpy(dst, src->data, (size_t)n * sizeof(float));
@@ -118,9 +125,14 @@ static qh_status match_tensor(qh_graph *g, const char *path, const qh_tensor *t,
                                 qh_shape_str(t, sa, sizeof sa), qh_shape_str((*mask_of)->value, sb, sizeof sb));
         return QH_OK;
     }
-    if (t->dtype != QH_F32 && t->dtype != QH_F64 && t->dtype != QH_F16 && t->dtype != QH_BF16)
+    if ((*target)->value->dtype == QH_I64) { /* num_batches_tracked */
+        if (t->dtype != QH_I64 && t->dtype != QH_I32)
+            return qh_error_set(err, QH_E_FORMAT, "%s: tensor '%s' has dtype %s; expected an integer", path, t->name,
+                                qh_dtype_name(t->dtype));
+    } else if (t->dtype != QH_F32 && t->dtype != QH_F64 && t->dtype != QH_F16 && t->dtype != QH_BF16) {
         return qh_error_set(err, QH_E_FORMAT, "%s: tensor '%s' has dtype %s; parameters must be floating point", path,
                             t->name, qh_dtype_name(t->dtype));
+    }
     if (!same_shape(t, (*target)->value))
         return qh_error_set(err, QH_E_FORMAT, "%s: tensor '%s' has shape %s, the model expects %s", path, t->name,
                             qh_shape_str(t, sa, sizeof sa), qh_shape_str((*target)->value, sb, sizeof sb));
@@ -129,6 +141,27 @@ static qh_status match_tensor(qh_graph *g, const char *path, const qh_tensor *t,
 
 qh_status qh_model_load(qh_graph *g, const char *path, qh_error *err)
 {
+    return qh_model_load_ex(g, path, NULL, err);
+}
+
+/* A file tensor that belongs to an excluded parameter (or its mask). */
+static bool excluded(const char *exclude, const char *name)
+{
+    if (!exclude)
+        return false;
+    if (qh_name_match_list(exclude, name))
+        return true;
+    size_t len = strlen(name), sl = strlen(MASK_SUFFIX);
+    if (len > sl && strcmp(name + len - sl, MASK_SUFFIX) == 0) {
+        char base[QH_NAME_MAX];
+        snprintf(base, sizeof base, "%.*s", (int)(len - sl), name);
+        return qh_name_match_list(exclude, base);
+    }
+    return false;
+}
+
+qh_status qh_model_load_ex(qh_graph *g, const char *path, const char *exclude, qh_error *err)
+{
     qh_safetensors *st = NULL;
     qh_status s = qh_safetensors_read(path, &st, err);
     if (s != QH_OK)
@@ -136,27 +169,37 @@ qh_status qh_model_load(qh_graph *g, const char *path, qh_error *err)
     /* Validate everything before touching the model, so a bad file leaves it unchanged. */
     for (int32_t i = 0; i < st->n_tensors; i++) {
         qh_weight *target, *mask_of;
+        if (excluded(exclude, st->tensors[i]->name))
+            continue;
         if ((s = match_tensor(g, path, st->tensors[i], &target, &mask_of, err)) != QH_OK)
             goto out;
     }
     for (int32_t i = 0; i < g->n_weights; i++) {
+        if (excluded(exclude, g->weights[i].value->name))
+            continue;
         if (!qh_safetensors_find(st, g->weights[i].value->name)) {
             s = qh_error_set(err, QH_E_FORMAT, "%s: parameter '%s' is missing", path, g->weights[i].value->name);
             goto out;
         }
     }
     for (int32_t i = 0; i < g->n_weights; i++) {
+        if (excluded(exclude, g->weights[i].value->name))
+            continue;
         free(g->weights[i].mask);
         g->weights[i].mask = NULL;
     }
     for (int32_t i = 0; i < st->n_tensors; i++) {
         qh_weight *target, *mask_of;
+        if (excluded(exclude, st->tensors[i]->name))
+            continue;
         match_tensor(g, path, st->tensors[i], &target, &mask_of, NULL);
         if (target)
-            convert_to_f32(st->tensors[i], qh_tensor_f32(target->value));
+            convert_into(st->tensors[i], target->value);
     }
     for (int32_t i = 0; i < st->n_tensors; i++) {
         qh_weight *target, *mask_of;
+        if (excluded(exclude, st->tensors[i]->name))
+            continue;
         match_tensor(g, path, st->tensors[i], &target, &mask_of, NULL);
         if (mask_of && (s = qh_weight_set_mask(mask_of, st->tensors[i]->data, err)) != QH_OK)
             goto out;

@@ -104,4 +104,90 @@ double qh_k_softmax_xent_f32_ref(int64_t n, int64_t classes, const float *logits
 double qh_k_softmax_xent_f32(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
                              float *dlogits);
 
+
+/* ================================================================ model-zoo layers (issue 3) */
+
+/* ---------------------------------------------------------------- batch norm 2d (NCHW, per channel)
+ * Training: normalizes with the batch statistics (biased variance), writes save_mean / save_invstd
+ * (per channel, for backward) and updates the running statistics in place as PyTorch does:
+ * running = (1 - momentum) * running + momentum * batch, with the UNBIASED batch variance.
+ * Per-channel sums run serially inside one thread (work split over channels). */
+void qh_k_bn2d_fwd_train_f32_ref(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
+                                 const float *beta, double eps, double momentum, float *running_mean,
+                                 float *running_var, float *y, float *save_mean, float *save_invstd);
+void qh_k_bn2d_fwd_train_f32(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma, const float *beta,
+                             double eps, double momentum, float *running_mean, float *running_var, float *y,
+                             float *save_mean, float *save_invstd);
+/* Inference: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */
+void qh_k_bn2d_fwd_eval_f32_ref(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
+                                const float *beta, const float *running_mean, const float *running_var, double eps,
+                                float *y);
+void qh_k_bn2d_fwd_eval_f32(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, double eps, float *y);
+/* Backward of the training forward: dx (NULL = skip), dgamma, dbeta (overwritten). */
+void qh_k_bn2d_bwd_f32_ref(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy, const float *gamma,
+                           const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+void qh_k_bn2d_bwd_f32(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy, const float *gamma,
+                       const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+
+/* Fused inference epilogue: y = x * scale[ch] + shift[ch], then ReLU (relu = 1), ReLU6 (relu = 6)
+ * or nothing (relu = 0). x == y allowed. Used for folded BN after conv. */
+void qh_k_scale_shift_act_f32_ref(int64_t n, int64_t c, int64_t hw, const float *x, const float *scale,
+                                  const float *shift, int relu, float *y);
+void qh_k_scale_shift_act_f32(int64_t n, int64_t c, int64_t hw, const float *x, const float *scale,
+                              const float *shift, int relu, float *y);
+
+/* ---------------------------------------------------------------- ReLU6: min(max(x, 0), 6)
+ * backward: dx = dy where 0 < x < 6 (PyTorch's hardtanh rule), using the forward INPUT x. */
+void qh_k_relu6_fwd_f32_ref(int64_t n, const float *x, float *y);
+void qh_k_relu6_fwd_f32(int64_t n, const float *x, float *y);
+void qh_k_relu6_bwd_f32_ref(int64_t n, const float *x, const float *dy, float *dx);
+void qh_k_relu6_bwd_f32(int64_t n, const float *x, const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- residual add: y = a + b */
+void qh_k_add_f32_ref(int64_t n, const float *a, const float *b, float *y);
+void qh_k_add_f32(int64_t n, const float *a, const float *b, float *y);
+
+/* ---------------------------------------------------------------- adaptive average pooling
+ * PyTorch's bins: rows [floor(i*H/Ho), ceil((i+1)*H/Ho)), the same for columns. Ho = Wo = 1 is
+ * global average pooling. */
+void qh_k_adaptive_avgpool2d_fwd_f32_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                         const float *x, float *y);
+void qh_k_adaptive_avgpool2d_fwd_f32(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                     const float *x, float *y);
+void qh_k_adaptive_avgpool2d_bwd_f32_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                         const float *dy, float *dx);
+void qh_k_adaptive_avgpool2d_bwd_f32(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                     const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- option-A shortcut (He et al. 2016)
+ * y = zero-pad channels of x[:, :, ::stride, ::stride]: output channel k + pad_front holds input
+ * channel k, the other c_out - c_in channels are 0; output size ceil(h/stride) x ceil(w/stride).
+ * pad_front = (c_out - c_in) / 2 as F.pad(..., (0,0,0,0, p//2, p - p//2)) does. */
+void qh_k_shortcut_a_fwd_f32(int64_t n, int64_t c_in, int64_t h, int64_t w, int32_t stride, int64_t c_out,
+                             const float *x, float *y);
+void qh_k_shortcut_a_bwd_f32(int64_t n, int64_t c_in, int64_t h, int64_t w, int32_t stride, int64_t c_out,
+                             const float *dy, float *dx);
+
+/* ---------------------------------------------------------------- bilinear resize
+ * align_corners = False, PyTorch's F.interpolate(mode='bilinear'): source coordinate
+ * (dst + 0.5) * in/out - 0.5, clamped below at 0. */
+void qh_k_resize_bilinear_fwd_f32_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                      const float *x, float *y);
+void qh_k_resize_bilinear_fwd_f32(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo, const float *x,
+                                  float *y);
+void qh_k_resize_bilinear_bwd_f32_ref(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                      const float *dy, float *dx);
+void qh_k_resize_bilinear_bwd_f32(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo, const float *dy,
+                                  float *dx);
+
+/* ---------------------------------------------------------------- cross-entropy with label smoothing
+ * PyTorch's cross_entropy(label_smoothing = s): target distribution (1 - s) onehot + s / classes;
+ * mean loss over the batch; dlogits (may be NULL) = (softmax - target) / n. s = 0 equals
+ * qh_k_softmax_xent_f32. */
+double qh_k_softmax_xent_ls_f32_ref(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
+                                    double smoothing, float *dlogits);
+double qh_k_softmax_xent_ls_f32(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
+                                double smoothing, float *dlogits);
+
 #endif /* QH_KERNELS_H */

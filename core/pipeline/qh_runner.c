@@ -1,11 +1,10 @@
 /* qh_runner.c - executes a validated pipeline: opens the dataset, builds the model, runs the
  * stages in order, and writes the run outputs after every stage. Policy (which tensors a stage
  * touches) lives here; the math lives in the plugins and kernels. */
-#include "pipeline/qh_run_impl.h"
+#include "pipeline/qh_resume.h"
 #include "qhost/qh_fileio.h"
 #include "qh_version.h"
 
-#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,39 +19,17 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Does name match one of the comma-separated glob patterns? */
-static bool match_list(const char *patterns, const char *name)
-{
-    if (!patterns)
-        return false;
-    const char *p = patterns;
-    while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\t')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *last = end;
-        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
-            last--;
-        if (last > p) {
-            char pat[256];
-            snprintf(pat, sizeof pat, "%.*s", (int)(last - p), p);
-            if (fnmatch(pat, name, 0) == 0)
-                return true;
-        }
-        p = end;
-    }
-    return false;
-}
-
-/* Parameters a prune or quantize stage targets: rank >= 2 by default pattern "*.weight". */
+/* Parameters a prune or quantize stage targets: conv and linear weights (rank >= 2; biases, batch
+ * norm parameters and buffers never) whose names match `targets` and not `exclude`. */
 static int32_t select_targets(qh_run *run, const char *targets, const char *exclude, int32_t *out)
 {
     int32_t n = 0;
     for (int32_t i = 0; i < run->g->n_weights; i++) {
-        const char *name = run->g->weights[i].value->name;
-        if (match_list(targets, name) && !match_list(exclude, name))
+        const qh_weight *w = &run->g->weights[i];
+        const char *name = w->value->name;
+        if (w->is_buffer || w->value->ndim < 2)
+            continue;
+        if (qh_name_match_list(targets, name) && !qh_name_match_list(exclude, name))
             out[n++] = i;
     }
     return n;
@@ -66,7 +43,32 @@ static void param_names(const qh_graph *g, char *buf, size_t size)
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", g->weights[i].value->name);
 }
 
-/* Before any stage runs: every prune and quantize stage must target at least one parameter. */
+/* Parameters a train stage's `freeze` patterns name (buffers are never trained anyway). */
+static int32_t mark_frozen(qh_graph *g, const char *patterns, bool frozen)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_weights; i++) {
+        qh_weight *w = &g->weights[i];
+        bool hit = patterns && *patterns && !w->is_buffer && qh_name_match_list(patterns, w->value->name);
+        w->frozen = hit && frozen;
+        n += hit;
+    }
+    return n;
+}
+
+static qh_status check_freeze(qh_run *run, const qh_stage *s, qh_error *err)
+{
+    const char *freeze = ((const qh_train_config *)s->host_cfg)->freeze;
+    if (!freeze || !*freeze || mark_frozen(run->g, freeze, false) > 0)
+        return QH_OK;
+    char names[2048];
+    param_names(run->g, names, sizeof names);
+    return qh_error_set(err, QH_E_CONFIG, "%s:%d: error: [%s]: freeze '%s' matches no parameter of model %s; it has: %s",
+                        run->pc->path, s->line, s->name, freeze, run->pc->model->name, names);
+}
+
+/* Before any stage runs: every prune and quantize stage must target at least one parameter, and
+ * every freeze pattern list must name one. */
 static qh_status check_targets(qh_run *run, qh_error *err)
 {
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
@@ -82,6 +84,9 @@ static qh_status check_targets(qh_run *run, qh_error *err)
         } else if (s->type == QH_STAGE_QUANTIZE) {
             targets = ((const qh_quantize_config *)s->host_cfg)->targets;
             exclude = ((const qh_quantize_config *)s->host_cfg)->exclude;
+        } else if (s->type == QH_STAGE_TRAIN) {
+            st = check_freeze(run, s, err);
+            continue;
         } else {
             continue;
         }
@@ -324,23 +329,59 @@ static qh_status run_export(qh_run *run, const qh_stage *s, qh_stage_metrics *m,
     return qhi_write_quantized(run, qpath, err);
 }
 
+/* checkpoints/<stage>.ckpt.safetensors in the output directory; "" when the stage writes none. */
+static void checkpoint_path(const qh_run *run, const qh_stage *s, char *buf, size_t size)
+{
+    const qh_train_config *cfg = s->host_cfg;
+    buf[0] = '\0';
+    if (s->type == QH_STAGE_TRAIN && cfg->checkpoint)
+        snprintf(buf, size, "%s/checkpoints/%s.ckpt.safetensors", run->outdir, s->name);
+}
+
+/* QHOST_TEST_STOP_AFTER_EPOCH=N (a test hook, documented in docs/pipeline-reference.md): every
+ * train stage fails with "stopped" once its epoch N ran, after writing that epoch's checkpoint. */
+static int64_t stop_hook(void)
+{
+    const char *v = getenv("QHOST_TEST_STOP_AFTER_EPOCH");
+    char *end;
+    long long n = v ? strtoll(v, &end, 10) : 0;
+    return v && *v && !*end && n > 0 ? (int64_t)n : 0;
+}
+
+static qh_status run_train(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
+{
+    const qh_train_config *cfg = s->host_cfg;
+    drop_quantization(run, s->name);
+    if (!(m->epochs = calloc((size_t)cfg->epochs, sizeof *m->epochs)))
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    char ckpt[4400], dir[4400];
+    checkpoint_path(run, s, ckpt, sizeof ckpt);
+    snprintf(dir, sizeof dir, "%s/checkpoints", run->outdir);
+    qh_status st;
+    if (ckpt[0] && (st = qh_mkdir_p(dir, err)) != QH_OK)
+        return st;
+    int32_t n_frozen = mark_frozen(run->g, cfg->freeze, true);
+    if (n_frozen)
+        qh_log(QH_LOG_INFO, s->name, "%d parameters frozen (%s)", n_frozen, cfg->freeze);
+    qh_train_options o = {.checkpoint = ckpt[0] ? ckpt : NULL, .stage = s->name, .resume = run->opt->resume,
+                          .stop_after_epoch = stop_hook()};
+    qh_rng rng = qh_rng_fork(&run->rng, 1000u + (uint64_t)run->n_stages_done);
+    st = qh_train_ex(run->g, &run->ds, cfg, run->pc->dataset_limits->train_limit,
+                     run->pc->dataset_limits->test_limit, &rng, run->opt->progress, m->epochs, &o, err);
+    mark_frozen(run->g, cfg->freeze, false);
+    m->n_epochs = (int32_t)o.epochs_done;
+    return st;
+}
+
 static qh_status run_stage(qh_run *run, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
 {
     double *mse = NULL;
     qh_status st = QH_OK;
     int64_t train_limit = run->pc->dataset_limits->train_limit, test_limit = run->pc->dataset_limits->test_limit;
     switch (s->type) {
-    case QH_STAGE_TRAIN: {
-        const qh_train_config *cfg = s->host_cfg;
-        drop_quantization(run, s->name);
-        m->epochs = calloc((size_t)cfg->epochs, sizeof *m->epochs);
-        if (!m->epochs)
-            return qh_error_set(err, QH_E_NOMEM, "out of memory");
-        m->n_epochs = (int32_t)cfg->epochs;
-        qh_rng rng = qh_rng_fork(&run->rng, 1000u + (uint64_t)run->n_stages_done);
-        st = qh_train(run->g, &run->ds, cfg, train_limit, test_limit, &rng, run->opt->progress, m->epochs, err);
+    case QH_STAGE_TRAIN:
+        st = run_train(run, s, m, err);
         break;
-    }
     case QH_STAGE_EVALUATE: {
         const qh_evaluate_config *cfg = s->host_cfg;
         qh_split split = (qh_split)cfg->split;
@@ -400,11 +441,19 @@ static qh_status open_run(qh_run *run, qh_error *err)
     qh_rng init = qh_rng_fork(&run->rng, 1);
     qh_graph_init_params(run->g, &init);
     if (pc->model_host && pc->model_host->weights && *pc->model_host->weights) {
-        if ((st = qh_model_load(run->g, pc->model_host->weights, err)) != QH_OK) {
+        const char *exclude = pc->model_host->weights_exclude;
+        if ((st = qh_model_load_ex(run->g, pc->model_host->weights, exclude, err)) != QH_OK) {
             qh_error_prefix(err, "[model] weights");
             return st;
         }
-        qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
+        int32_t kept = 0;
+        for (int32_t i = 0; exclude && *exclude && i < run->g->n_weights; i++)
+            kept += qh_name_match_list(exclude, run->g->weights[i].value->name);
+        if (kept)
+            qh_log(QH_LOG_INFO, "model", "loaded weights from %s except %d parameters matching '%s' (initialized)",
+                   pc->model_host->weights, kept, exclude);
+        else
+            qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
     }
     /* The output directory appears only once the inputs are known to be good. */
     if ((st = check_targets(run, err)) != QH_OK || (st = qh_mkdir_p(run->outdir, err)) != QH_OK)
@@ -454,9 +503,12 @@ qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, 
     strftime(run.started_at, sizeof run.started_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     qh_status st = open_run(&run, err);
+    int32_t first = 0;
+    if (st == QH_OK && opt->resume && (st = qhi_resume(&run, &first, err)) == QH_OK)
+        run.n_stages_done = first;
     if (st == QH_OK)
         st = qhi_write_manifest(&run, err);
-    for (int32_t i = 0; st == QH_OK && i < pc->n_stages; i++) {
+    for (int32_t i = first; st == QH_OK && i < pc->n_stages; i++) {
         const qh_stage *s = &pc->stages[i];
         qh_stage_metrics *m = &run.metrics[i];
         snprintf(m->name, sizeof m->name, "%s", s->name);
@@ -473,6 +525,10 @@ qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, 
         }
         run.n_stages_done = i + 1;
         st = qhi_write_metrics(&run, err);
+        char ckpt[4400];
+        checkpoint_path(&run, s, ckpt, sizeof ckpt);
+        if (st == QH_OK && ckpt[0])
+            unlink(ckpt); /* the model file and metrics.json now hold the stage's result */
     }
     if (st == QH_OK)
         qh_log(QH_LOG_INFO, "pipeline", "done: outputs in %s", run.outdir);

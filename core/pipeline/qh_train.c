@@ -1,35 +1,19 @@
-/* qh_train.c - mini-batch SGD training and evaluation over a dataset plugin. */
-#include "graph/qh_graph_impl.h"
+/* qh_train.c - the training loop (epochs, per-epoch evaluation, plateau, early stopping,
+ * checkpoints) and evaluation over a dataset plugin. */
+#include "pipeline/qh_train_impl.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double qh_lr_at(const qh_train_config *cfg, int64_t it, int64_t iters_per_epoch, int64_t total)
-{
-    switch ((qh_lr_schedule)cfg->schedule) {
-    case QH_LR_STEP: {
-        int64_t epoch = iters_per_epoch > 0 ? it / iters_per_epoch : 0;
-        return cfg->lr * pow(cfg->gamma, (double)(epoch / (cfg->step_size > 0 ? cfg->step_size : 1)));
-    }
-    case QH_LR_COSINE: {
-        /* Annealed per iteration (Loshchilov & Hutter 2017 without restarts). */
-        double t = total > 0 ? (double)it / (double)total : 0.0;
-        return cfg->min_lr + (cfg->lr - cfg->min_lr) * 0.5 * (1.0 + cos(M_PI * t));
-    }
-    case QH_LR_CONSTANT:
-        break;
-    }
-    return cfg->lr;
 }
 
 /* Top-1 and top-5 hits of one row (ties count against the true class: strict '>' ranks above). */
@@ -141,126 +125,289 @@ out:
     return st;
 }
 
-/* One SGD step with PyTorch's semantics (torch.optim.SGD, dampening 0): g = grad + wd * w;
- * buf = g on the first step, else momentum * buf + g; nesterov: g += momentum * buf, else g = buf;
- * w -= lr * g. Masked entries keep gradient, momentum and value at exactly zero. */
-static void sgd_step(qh_graph *g, float **bufs, bool first, const qh_train_config *cfg, double lr)
+/* ---------------------------------------------------------------- training state */
+
+static void state_free(qhi_train_state *s, const qh_graph *g)
 {
-    const float mom = (float)cfg->momentum, wd = (float)cfg->weight_decay, flr = (float)lr;
     for (int32_t i = 0; i < g->n_weights; i++) {
-        qh_weight *w = &g->weights[i];
-        float *v = qh_tensor_f32(w->value), *gr = qh_tensor_f32(w->grad), *buf = bufs[i];
-        const uint8_t *mask = w->mask;
-        int64_t n = qh_tensor_numel(w->value);
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t k = 0; k < n; k++) {
-            if (mask && !mask[k]) {
-                buf[k] = 0.0f;
-                v[k] = 0.0f;
-                continue;
-            }
-            float d = gr[k] + wd * v[k];
-            if (mom != 0.0f) {
-                buf[k] = first ? d : mom * buf[k] + d;
-                d = cfg->nesterov ? d + mom * buf[k] : buf[k];
-            }
-            v[k] -= flr * d;
+        if (s->m)
+            qh_free_aligned(s->m[i]);
+        if (s->v)
+            qh_free_aligned(s->v[i]);
+        if (s->best)
+            qh_tensor_free(s->best[i]);
+    }
+    free(s->m);
+    free(s->v);
+    free(s->best);
+    free(s->logs);
+}
+
+static float *zeroed(size_t bytes)
+{
+    float *p = qh_alloc_aligned(bytes ? bytes : 1);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+static bool maximizes(int monitor) { return monitor == QH_MONITOR_TEST_TOP1; }
+
+static double metric_of(const qh_eval_result *r, int monitor)
+{
+    return monitor == QH_MONITOR_TEST_TOP1 ? r->top1 : r->loss;
+}
+
+static qh_status state_alloc(qhi_train_state *s, const qh_graph *g, const qh_train_config *cfg, int64_t n_train,
+                             qh_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->lr = cfg->lr;
+    s->best_epoch = -1;
+    s->n_train = n_train;
+    qh_plateau_init(&s->plateau, maximizes(cfg->plateau_metric));
+    qh_plateau_init(&s->watch, maximizes(cfg->early_stop_metric));
+    bool adam = cfg->optimizer != QH_OPT_SGD;
+    s->m = calloc((size_t)g->n_weights + 1, sizeof *s->m);
+    s->v = adam ? calloc((size_t)g->n_weights + 1, sizeof *s->v) : NULL;
+    s->best = calloc((size_t)g->n_weights + 1, sizeof *s->best);
+    s->logs = calloc((size_t)cfg->epochs + 1, sizeof *s->logs);
+    if (!s->m || (adam && !s->v) || !s->best || !s->logs)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory for the optimizer state");
+    for (int32_t i = 0; i < g->n_weights; i++) {
+        if (g->weights[i].is_buffer)
+            continue;
+        size_t bytes = qh_tensor_nbytes(g->weights[i].value);
+        if (!(s->m[i] = zeroed(bytes)) || (adam && !(s->v[i] = zeroed(bytes))))
+            return qh_error_set(err, QH_E_NOMEM, "out of memory for the optimizer state");
+    }
+    return QH_OK;
+}
+
+/* keep_best: the values of every weight and buffer (masks do not change while training). */
+static qh_status snapshot_best(qhi_train_state *s, const qh_graph *g, qh_error *err)
+{
+    for (int32_t i = 0; i < g->n_weights; i++) {
+        const qh_tensor *v = g->weights[i].value;
+        if (!s->best[i] && !(s->best[i] = qh_tensor_clone(v, err)))
+            return QH_E_NOMEM;
+        memcpy(s->best[i]->data, v->data, qh_tensor_nbytes(v));
+    }
+    return QH_OK;
+}
+
+static void restore_best(const qhi_train_state *s, qh_graph *g)
+{
+    for (int32_t i = 0; i < g->n_weights; i++)
+        memcpy(g->weights[i].value->data, s->best[i]->data, qh_tensor_nbytes(s->best[i]));
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+typedef struct train_run {
+    qh_graph *g;
+    qh_dataset *ds;
+    const qh_train_config *cfg;
+    const qh_progress *pr;
+    qhi_train_state *s;
+    batch_buf b;
+    int64_t n_train, batch, iters_per_epoch, total_iters, test_limit;
+} train_run;
+
+static double train_loss(const train_run *t, int64_t n, const float *logits)
+{
+    const qh_graph *g = t->g;
+    if (t->cfg->label_smoothing > 0.0)
+        return qh_k_softmax_xent_ls_f32(n, g->num_classes, logits, t->b.y, t->cfg->label_smoothing, t->b.dlogits);
+    return qh_k_softmax_xent_f32(n, g->num_classes, logits, t->b.y, t->b.dlogits);
+}
+
+static qh_status train_batch(train_run *t, qh_rng *er, int64_t epoch, int64_t start, int64_t n, double *loss,
+                             qh_error *err)
+{
+    qh_graph *g = t->g;
+    qh_status st;
+    if ((st = qh_dataset_load(t->ds, QH_SPLIT_TRAIN, t->b.idx + start, n, t->b.x, t->b.y, err)) != QH_OK ||
+        (st = qh_dataset_augment(t->ds, er, t->b.x, n, err)) != QH_OK)
+        return st;
+    for (int64_t k = 0; k < n; k++)
+        if (t->b.y[k] < 0 || t->b.y[k] >= g->num_classes)
+            return qh_error_set(err, QH_E_FORMAT, "training sample %lld has label %d outside [0, %d)",
+                                (long long)t->b.idx[start + k], t->b.y[k], g->num_classes);
+    const float *logits = qh_graph_forward(g, t->b.x, n, true, er, err);
+    if (!logits)
+        return QH_E_NOMEM;
+    *loss = train_loss(t, n, logits);
+    if (!isfinite(*loss))
+        return qh_error_set(err, QH_E_ABORTED, "training diverged at epoch %lld (loss %g): lower lr",
+                            (long long)epoch + 1, *loss);
+    return qh_graph_backward(g, t->b.dlogits, err);
+}
+
+/* One pass over the training set. Its shuffle, augmentation and dropout come from a generator
+ * forked for this epoch alone, so epoch e computes the same whether or not e - 1 ran in this
+ * process (resume). */
+static qh_status train_epoch(train_run *t, const qh_rng *rng, int64_t epoch, qh_epoch_log *log, qh_error *err)
+{
+    const qh_train_config *cfg = t->cfg;
+    qh_rng er = qh_rng_fork(rng, (uint64_t)epoch);
+    double t0 = now_s(), loss_sum = 0.0, lr = cfg->lr;
+    int64_t warm = cfg->warmup_epochs * t->iters_per_epoch, it = epoch * t->iters_per_epoch;
+    char label[64];
+    snprintf(label, sizeof label, "train epoch %lld/%lld", (long long)epoch + 1, (long long)cfg->epochs);
+    for (int64_t k = 0; k < t->n_train; k++)
+        t->b.idx[k] = k;
+    qh_rng_shuffle_i64(&er, t->b.idx, t->n_train);
+    for (int64_t start = 0; start < t->n_train; start += t->batch, it++) {
+        int64_t n = t->n_train - start < t->batch ? t->n_train - start : t->batch;
+        double loss = 0.0;
+        qh_status st = train_batch(t, &er, epoch, start, n, &loss, err);
+        if (st != QH_OK)
+            return st;
+        loss_sum += loss * (double)n;
+        lr = cfg->schedule == QH_LR_PLATEAU && it >= warm ? t->s->lr
+                                                           : qh_lr_at(cfg, it, t->iters_per_epoch, t->total_iters);
+        qhi_optimizer_step(t->g, t->s, cfg, lr);
+        if (t->pr && t->pr->update) {
+            char extra[64];
+            snprintf(extra, sizeof extra, "loss %.4f lr %.4g", loss_sum / (double)(start + n), lr);
+            t->pr->update(t->pr->user, label, start + n, t->n_train, extra);
         }
     }
+    *log = (qh_epoch_log){.train_loss = loss_sum / (double)t->n_train, .lr_end = lr, .wall_s = now_s() - t0};
+    if (t->pr && t->pr->finish) {
+        char summary[160];
+        snprintf(summary, sizeof summary, "loss %.4f, lr %.4g, %.1f s (%.0f img/s)", log->train_loss, lr,
+                 log->wall_s, (double)t->n_train / log->wall_s);
+        t->pr->finish(t->pr->user, label, summary);
+    }
+    return QH_OK;
+}
+
+static bool needs_eval(const qh_train_config *cfg)
+{
+    return cfg->eval_each_epoch || cfg->schedule == QH_LR_PLATEAU || cfg->early_stop_patience > 0 ||
+           cfg->keep_best;
+}
+
+/* After epoch `epoch`: evaluation, the plateau schedule (from the first epoch after warm-up, as
+ * PyTorch would step it after the warm-up scheduler), early stopping and the keep_best snapshot. */
+static qh_status after_epoch(train_run *t, int64_t epoch, qh_epoch_log *log, qh_error *err)
+{
+    const qh_train_config *cfg = t->cfg;
+    qhi_train_state *s = t->s;
+    if (!needs_eval(cfg))
+        return QH_OK;
+    qh_status st = qh_evaluate(t->g, t->ds, QH_SPLIT_TEST, t->test_limit, 256, t->pr, &log->test, err);
+    if (st != QH_OK)
+        return st;
+    log->evaluated = true;
+    if (cfg->schedule == QH_LR_PLATEAU && epoch >= cfg->warmup_epochs) {
+        double before = s->lr;
+        s->lr = qh_plateau_step(&s->plateau, metric_of(&log->test, cfg->plateau_metric),
+                                maximizes(cfg->plateau_metric), cfg->plateau_threshold, cfg->plateau_patience,
+                                cfg->plateau_factor, cfg->min_lr, s->lr);
+        if (s->lr != before)
+            qh_log(QH_LOG_INFO, "train", "epoch %lld: no improvement of %s: lr %.4g -> %.4g", (long long)epoch + 1,
+                   cfg->plateau_metric == QH_MONITOR_TEST_TOP1 ? "test_top1" : "test_loss", before, s->lr);
+    }
+    if (cfg->early_stop_patience <= 0 && !cfg->keep_best)
+        return QH_OK;
+    double metric = metric_of(&log->test, cfg->early_stop_metric);
+    if (qh_plateau_improves(&s->watch, metric, maximizes(cfg->early_stop_metric), 0.0)) {
+        s->watch.best = metric;
+        s->watch.bad_epochs = 0;
+        s->best_epoch = epoch;
+        if (cfg->keep_best && (st = snapshot_best(s, t->g, err)) != QH_OK)
+            return st;
+    } else if (cfg->early_stop_patience > 0 && ++s->watch.bad_epochs >= cfg->early_stop_patience) {
+        s->stopped = true;
+        qh_log(QH_LOG_INFO, "train", "early stop after epoch %lld: no improvement for %lld epochs",
+               (long long)epoch + 1, (long long)s->watch.bad_epochs);
+    }
+    return QH_OK;
+}
+
+static qh_status train_loop(train_run *t, qh_rng *rng, qh_train_options *opt, qh_error *err)
+{
+    qhi_train_state *s = t->s;
+    bool resumed = opt && opt->resumed_at > 0;
+    for (int64_t epoch = s->epoch; epoch < t->cfg->epochs && !s->stopped; epoch++) {
+        qh_epoch_log log;
+        qh_status st = train_epoch(t, rng, epoch, &log, err);
+        if (st == QH_OK)
+            st = after_epoch(t, epoch, &log, err);
+        if (st != QH_OK)
+            return st;
+        s->logs[epoch] = log;
+        s->epoch = epoch + 1;
+        if (opt && opt->checkpoint &&
+            (st = qhi_checkpoint_save(opt->checkpoint, opt->stage, t->g, s, t->cfg, rng, err)) != QH_OK)
+            return st;
+        if (opt && opt->stop_after_epoch > 0 && s->epoch == opt->stop_after_epoch && !s->stopped &&
+            s->epoch < t->cfg->epochs)
+            return qh_error_set(err, QH_E_ABORTED, "stopped after epoch %lld (test hook%s)", (long long)s->epoch,
+                                resumed ? ", resumed run" : "");
+    }
+    return QH_OK;
+}
+
+qh_status qh_train_ex(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, int64_t limit, int64_t test_limit,
+                      qh_rng *rng, const qh_progress *pr, qh_epoch_log *epochs_out, qh_train_options *opt,
+                      qh_error *err)
+{
+    qh_status st = check_shapes(g, ds, err);
+    if (st != QH_OK)
+        return st;
+    train_run t = {.g = g, .ds = ds, .cfg = cfg, .pr = pr, .test_limit = test_limit};
+    t.n_train = ds->info.n_train;
+    if (limit > 0 && limit < t.n_train)
+        t.n_train = limit;
+    if (t.n_train < 1)
+        return qh_error_set(err, QH_E_INVAL, "no training samples");
+    t.batch = cfg->batch_size > 0 ? cfg->batch_size : 128;
+    if (t.batch > t.n_train)
+        t.batch = t.n_train;
+    /* Incomplete last batches are kept (PyTorch's drop_last = False). */
+    t.iters_per_epoch = (t.n_train + t.batch - 1) / t.batch;
+    t.total_iters = t.iters_per_epoch * cfg->epochs;
+    qhi_train_state s;
+    t.s = &s;
+    if (opt)
+        opt->epochs_done = opt->resumed_at = opt->best_epoch = 0;
+    if ((st = state_alloc(&s, g, cfg, t.n_train, err)) != QH_OK ||
+        (st = batch_alloc(&t.b, g, t.batch, t.n_train, err)) != QH_OK) {
+        state_free(&s, g);
+        return st;
+    }
+    qh_graph_apply_masks(g);
+    if (opt && opt->resume && opt->checkpoint && access(opt->checkpoint, F_OK) == 0) {
+        if ((st = qhi_checkpoint_load(opt->checkpoint, g, &s, cfg, rng, err)) != QH_OK)
+            goto out;
+        opt->resumed_at = s.epoch;
+        qh_log(QH_LOG_INFO, "train", "resumed from %s after epoch %lld", opt->checkpoint, (long long)s.epoch);
+    }
+    st = train_loop(&t, rng, opt, err);
+    if (st == QH_OK && cfg->keep_best && s.best_epoch >= 0) {
+        if (s.best_epoch != s.epoch - 1) {
+            restore_best(&s, g);
+            qh_log(QH_LOG_INFO, "train", "kept the weights of epoch %lld, the best one", (long long)s.best_epoch + 1);
+        }
+        if (opt)
+            opt->best_epoch = s.best_epoch + 1;
+    }
+out:
+    if (epochs_out)
+        memcpy(epochs_out, s.logs, (size_t)s.epoch * sizeof *s.logs);
+    if (opt)
+        opt->epochs_done = s.epoch;
+    batch_free(&t.b);
+    state_free(&s, g);
+    return st;
 }
 
 qh_status qh_train(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, int64_t limit, int64_t test_limit,
                    qh_rng *rng, const qh_progress *pr, qh_epoch_log *epochs_out, qh_error *err)
 {
-    qh_status st = check_shapes(g, ds, err);
-    if (st != QH_OK)
-        return st;
-    int64_t n_train = ds->info.n_train;
-    if (limit > 0 && limit < n_train)
-        n_train = limit;
-    if (n_train < 1)
-        return qh_error_set(err, QH_E_INVAL, "no training samples");
-    int64_t batch = cfg->batch_size > 0 ? cfg->batch_size : 128;
-    if (batch > n_train)
-        batch = n_train;
-    batch_buf b;
-    if ((st = batch_alloc(&b, g, batch, n_train, err)) != QH_OK)
-        return st;
-    float **bufs = calloc((size_t)g->n_weights + 1, sizeof *bufs);
-    if (!bufs) {
-        batch_free(&b);
-        return qh_error_set(err, QH_E_NOMEM, "out of memory");
-    }
-    for (int32_t i = 0; i < g->n_weights; i++) {
-        bufs[i] = qh_alloc_aligned(qh_tensor_nbytes(g->weights[i].value));
-        if (!bufs[i]) {
-            st = qh_error_set(err, QH_E_NOMEM, "out of memory for momentum buffers");
-            goto out;
-        }
-        memset(bufs[i], 0, qh_tensor_nbytes(g->weights[i].value));
-    }
-    qh_graph_apply_masks(g);
-    /* Incomplete last batches are kept (PyTorch's drop_last = False). */
-    int64_t iters_per_epoch = (n_train + batch - 1) / batch;
-    int64_t total_iters = iters_per_epoch * cfg->epochs, it = 0;
-    for (int64_t k = 0; k < n_train; k++)
-        b.idx[k] = k;
-    for (int64_t epoch = 0; epoch < cfg->epochs; epoch++) {
-        double t0 = now_s(), loss_sum = 0.0, lr = cfg->lr;
-        char label[64];
-        snprintf(label, sizeof label, "train epoch %lld/%lld", (long long)epoch + 1, (long long)cfg->epochs);
-        qh_rng_shuffle_i64(rng, b.idx, n_train);
-        for (int64_t start = 0; start < n_train; start += batch, it++) {
-            int64_t n = n_train - start < batch ? n_train - start : batch;
-            if ((st = qh_dataset_load(ds, QH_SPLIT_TRAIN, b.idx + start, n, b.x, b.y, err)) != QH_OK ||
-                (st = qh_dataset_augment(ds, rng, b.x, n, err)) != QH_OK)
-                goto out;
-            for (int64_t k = 0; k < n; k++)
-                if (b.y[k] < 0 || b.y[k] >= g->num_classes) {
-                    st = qh_error_set(err, QH_E_FORMAT, "training sample %lld has label %d outside [0, %d)",
-                                      (long long)b.idx[start + k], b.y[k], g->num_classes);
-                    goto out;
-                }
-            const float *logits = qh_graph_forward(g, b.x, n, true, rng, err);
-            if (!logits) {
-                st = QH_E_NOMEM;
-                goto out;
-            }
-            double loss = qh_k_softmax_xent_f32(n, g->num_classes, logits, b.y, b.dlogits);
-            if (!isfinite(loss)) {
-                st = qh_error_set(err, QH_E_ABORTED, "training diverged at epoch %lld (loss %g): lower lr",
-                                  (long long)epoch + 1, loss);
-                goto out;
-            }
-            loss_sum += loss * (double)n;
-            if ((st = qh_graph_backward(g, b.dlogits, err)) != QH_OK)
-                goto out;
-            lr = qh_lr_at(cfg, it, iters_per_epoch, total_iters);
-            sgd_step(g, bufs, it == 0, cfg, lr);
-            if (pr && pr->update) {
-                char extra[64];
-                snprintf(extra, sizeof extra, "loss %.4f lr %.4g", loss_sum / (double)(start + n), lr);
-                pr->update(pr->user, label, start + n, n_train, extra);
-            }
-        }
-        qh_epoch_log log = {.train_loss = loss_sum / (double)n_train, .lr_end = lr, .wall_s = now_s() - t0};
-        char summary[160];
-        snprintf(summary, sizeof summary, "loss %.4f, lr %.4g, %.1f s (%.0f img/s)", log.train_loss, lr, log.wall_s,
-                 (double)n_train / log.wall_s);
-        if (pr && pr->finish)
-            pr->finish(pr->user, label, summary);
-        if (cfg->eval_each_epoch) {
-            if ((st = qh_evaluate(g, ds, QH_SPLIT_TEST, test_limit, 256, pr, &log.test, err)) != QH_OK)
-                goto out;
-            log.evaluated = true;
-        }
-        if (epochs_out)
-            epochs_out[epoch] = log;
-    }
-out:
-    for (int32_t i = 0; i < g->n_weights; i++)
-        qh_free_aligned(bufs[i]);
-    free(bufs);
-    batch_free(&b);
-    return st;
+    return qh_train_ex(g, ds, cfg, limit, test_limit, rng, pr, epochs_out, NULL, err);
 }

@@ -95,7 +95,7 @@ static const char *const bad_files[] = {
     "bad_int",               "bad_double",           "bad_range",             "bad_enum",
     "bad_bool",              "bad_missing_required", "bad_missing_stages",    "bad_missing_sections",
     "bad_unknown_plugin",    "bad_stage_type",       "bad_stage_list",        "bad_syntax",
-    "bad_sparsity_one",      "bad_plugin_on_evaluate", "bad_many",
+    "bad_sparsity_one",      "bad_plugin_on_evaluate", "bad_many",          "bad_train_engine",
 };
 
 static void check_bad_file(const char *base)
@@ -162,6 +162,60 @@ static void test_all_errors_reported(void **state)
 }
 
 /* ---------------------------------------------------------------- good files */
+
+static void test_good_train_engine(void **state)
+{
+    (void)state;
+    qh_pipeline_config *pc;
+    int n_errors;
+    char *got = load_capture("good_train_engine.ini", reg, NULL, 0, &pc, &n_errors);
+    assert_string_equal(got, "");
+    assert_non_null(pc);
+    free(got);
+    assert_string_equal(pc->model_host->weights_exclude, "fc2.*, head.*");
+    const qh_train_config *t = pc->stages[0].host_cfg;
+    assert_int_equal(t->optimizer, QH_OPT_ADAMW);
+    assert_float_equal(t->beta1, 0.8, 0);
+    assert_float_equal(t->beta2, 0.99, 0);
+    assert_float_equal(t->eps, 1e-6, 0);
+    assert_int_equal(t->schedule, QH_LR_PLATEAU);
+    assert_int_equal(t->warmup_epochs, 2);
+    assert_int_equal(t->plateau_metric, QH_MONITOR_TEST_TOP1);
+    assert_int_equal(t->plateau_patience, 3);
+    assert_float_equal(t->plateau_factor, 0.5, 0);
+    assert_float_equal(t->plateau_threshold, 0.01, 0);
+    assert_float_equal(t->label_smoothing, 0.1, 0);
+    assert_int_equal(t->early_stop_patience, 4);
+    assert_int_equal(t->early_stop_metric, QH_MONITOR_TEST_TOP1);
+    assert_int_equal(t->keep_best, 1);
+    assert_string_equal(t->freeze, "features.*");
+    assert_int_equal(t->checkpoint, 0);
+    qh_pipeline_config_free(pc);
+
+    /* the defaults: sgd, PyTorch's Adam and plateau constants, checkpoints on, nothing frozen */
+    qh_train_config *d = qh_config_new(qh_stage_params(QH_STAGE_TRAIN), sizeof *d);
+    assert_non_null(d);
+    assert_int_equal(d->optimizer, QH_OPT_SGD);
+    assert_float_equal(d->beta1, 0.9, 0);
+    assert_float_equal(d->beta2, 0.999, 0);
+    assert_float_equal(d->eps, 1e-8, 0);
+    assert_int_equal(d->plateau_metric, QH_MONITOR_TEST_LOSS);
+    assert_int_equal(d->plateau_patience, 10);
+    assert_float_equal(d->plateau_factor, 0.1, 0);
+    assert_float_equal(d->plateau_threshold, 1e-4, 0);
+    assert_int_equal(d->warmup_epochs, 0);
+    assert_float_equal(d->label_smoothing, 0, 0);
+    assert_int_equal(d->early_stop_patience, 0);
+    assert_int_equal(d->keep_best, 0);
+    assert_int_equal(d->checkpoint, 1);
+    assert_string_equal(d->freeze, "");
+    qh_config_free(qh_stage_params(QH_STAGE_TRAIN), d);
+    got = load_capture("good_minimal.ini", reg, NULL, 0, &pc, &n_errors);
+    assert_non_null(pc);
+    free(got);
+    assert_string_equal(pc->model_host->weights_exclude, "");
+    qh_pipeline_config_free(pc);
+}
 
 static void test_good_full(void **state)
 {
@@ -354,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_all_errors_reported),
         cmocka_unit_test(test_good_full),
+        cmocka_unit_test(test_good_train_engine),
         cmocka_unit_test(test_good_minimal_defaults),
         cmocka_unit_test(test_overrides_apply),
         cmocka_unit_test(test_overrides_errors),

@@ -258,14 +258,24 @@ static void test_host_tables(void **state)
 /* ---------------------------------------------------------------- docs stay identical to the tables */
 
 /* Keys whose documented range excludes an end (checked in qh_pipeline_config.c). */
+static bool in_list(const char *key, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(key, *list) == 0)
+            return true;
+    return false;
+}
+
 static bool open_min(const char *table, const char *key)
 {
-    return strcmp(table, "train") == 0 && (strcmp(key, "lr") == 0 || strcmp(key, "gamma") == 0);
+    static const char *const train[] = {"lr", "gamma", "eps", "plateau_factor", NULL};
+    return strcmp(table, "train") == 0 && in_list(key, train);
 }
 
 static bool open_max(const char *table, const char *key)
 {
-    return (strcmp(table, "train") == 0 && strcmp(key, "momentum") == 0) ||
+    static const char *const train[] = {"momentum", "beta1", "beta2", "plateau_factor", "label_smoothing", NULL};
+    return (strcmp(table, "train") == 0 && in_list(key, train)) ||
            (strcmp(table, "prune") == 0 && strcmp(key, "sparsity") == 0);
 }
 

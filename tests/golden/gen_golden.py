@@ -10,6 +10,7 @@ Each case is one little-endian file <case>.qhg:
     per tensor: name (32 bytes, NUL padded), int32 dtype (0 = float32, 1 = int32),
                 int32 ndim (1..4), int32 dims[4] (unused dims are 1), then the data, row-major.
 Integer layer parameters live in an int32 tensor named "params"; the order is per op (see OPS).
+Float hyperparameters (eps, momentum, label smoothing) live in a float32 tensor named "hyper".
 Gradients are those of sum(y * dy) for a random upstream gradient dy (stored as "dy").
 """
 import os
@@ -114,6 +115,84 @@ def xent_case(n, classes):
     return {"logits": z, "labels": labels, "loss": loss.reshape(1), "dlogits": z.grad}
 
 
+# ---------------------------------------------------------------- model-zoo layers (issue 3)
+# Appended after the first cases, so those keep drawing the same random numbers.
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+def bn_train_case(n, c, hw):
+    bn = torch.nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM).train()
+    with torch.no_grad():
+        bn.weight.copy_(1.0 + 0.5 * torch.randn(c))
+        bn.bias.copy_(torch.randn(c))
+        bn.running_mean.copy_(torch.randn(c))
+        bn.running_var.copy_(0.5 + torch.rand(c))
+    rm0, rv0 = bn.running_mean.clone(), bn.running_var.clone()
+    # an offset and a spread per channel, so the mean and variance matter
+    x = (1.5 * torch.randn(n, c, *hw) + torch.randn(1, c, 1, 1) * 3.0).requires_grad_(True)
+    y = bn(x)
+    dy = backward(y)
+    return {"hyper": torch.tensor([BN_EPS, BN_MOMENTUM], dtype=torch.float32), "x": x,
+            "gamma": bn.weight, "beta": bn.bias, "rm0": rm0, "rv0": rv0, "dy": dy, "y": y,
+            "rm": bn.running_mean, "rv": bn.running_var, "dx": x.grad, "dgamma": bn.weight.grad,
+            "dbeta": bn.bias.grad}
+
+
+def bn_eval_case(n, c, hw):
+    bn = torch.nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM).eval()
+    with torch.no_grad():
+        bn.weight.copy_(1.0 + 0.5 * torch.randn(c))
+        bn.bias.copy_(torch.randn(c))
+        bn.running_mean.copy_(torch.randn(c))
+        bn.running_var.copy_(0.5 + torch.rand(c))
+    x = 2.0 * torch.randn(n, c, *hw)
+    with torch.no_grad():
+        y = bn(x)
+    return {"hyper": torch.tensor([BN_EPS], dtype=torch.float32), "x": x, "gamma": bn.weight,
+            "beta": bn.bias, "rm": bn.running_mean, "rv": bn.running_var, "y": y}
+
+
+def relu6_case(shape):
+    # spread over [-3, 9] so both clamps are hit
+    x = (3.0 * torch.randn(*shape) + 3.0).requires_grad_(True)
+    y = F.relu6(x)
+    dy = backward(y)
+    return {"x": x, "dy": dy, "y": y, "dx": x.grad}
+
+
+def adaptive_pool_case(shape, out):
+    x = leaf(*shape)
+    y = F.adaptive_avg_pool2d(x, out)
+    dy = backward(y)
+    return {"x": x, "dy": dy, "y": y, "dx": x.grad}
+
+
+def resize_case(shape, out):
+    x = leaf(*shape)
+    # size= (not scale_factor=) so the scale is in / out, as the kernel computes it
+    y = F.interpolate(x, size=out, mode="bilinear", align_corners=False)
+    dy = backward(y)
+    return {"x": x, "dy": dy, "y": y, "dx": x.grad}
+
+
+def shortcut_case(shape, stride, c_out):
+    x = leaf(*shape)
+    p = c_out - shape[1]
+    y = F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, p // 2, p - p // 2))
+    dy = backward(y)
+    return {"params": torch.tensor([stride, c_out]), "x": x, "dy": dy, "y": y, "dx": x.grad}
+
+
+def xent_ls_case(n, classes, smoothing):
+    z = (3.0 * torch.randn(n, classes)).requires_grad_(True)
+    labels = torch.randint(0, classes, (n,))
+    loss = F.cross_entropy(z, labels, label_smoothing=smoothing)
+    loss.backward()
+    return {"hyper": torch.tensor([smoothing], dtype=torch.float32), "logits": z, "labels": labels,
+            "loss": loss.reshape(1), "dlogits": z.grad}
+
+
 # case name -> builder; the C test holds the same names.
 OPS = {
     # conv2d params: kh kw sh sw ph pw groups
@@ -130,6 +209,19 @@ OPS = {
     "avgpool_2x2": lambda: avgpool_case((2, 3, 6, 6), (2, 2), (2, 2), (0, 0)),
     "avgpool_3x3s2p1": lambda: avgpool_case((2, 2, 7, 9), (3, 3), (2, 2), (1, 1)),
     "xent": lambda: xent_case(6, 10),
+    # model-zoo layers; float "hyper" holds eps, momentum / eps / smoothing
+    "bn_train": lambda: bn_train_case(3, 4, (5, 6)),
+    "bn_eval": lambda: bn_eval_case(2, 3, (4, 5)),
+    "relu6": lambda: relu6_case((3, 4, 5)),
+    "adaptive_1x1": lambda: adaptive_pool_case((2, 3, 5, 7), (1, 1)),
+    "adaptive_6x6": lambda: adaptive_pool_case((2, 2, 13, 13), (6, 6)),
+    "adaptive_2x3": lambda: adaptive_pool_case((2, 3, 7, 7), (2, 3)),
+    "resize_up": lambda: resize_case((1, 2, 8, 8), (56, 56)),
+    "resize_down": lambda: resize_case((2, 2, 7, 9), (4, 5)),
+    # shortcut params: stride c_out
+    "shortcut_a": lambda: shortcut_case((2, 16, 8, 8), 2, 32),
+    "shortcut_a_odd": lambda: shortcut_case((1, 3, 7, 5), 2, 8),
+    "xent_ls": lambda: xent_ls_case(6, 10, 0.1),
 }
 
 

@@ -246,6 +246,137 @@ static void test_graph_load_rejects_mismatches(void **state)
     rmdir(dir);
 }
 
+
+/* A residual network over every model-zoo op: conv -> BN -> ReLU6, a block with BN + ReLU and an
+ * option-A shortcut add, adaptive pooling, bilinear resize. `gap` inserts dropout(0) between BN and
+ * ReLU, which is the identity but keeps the inference fusion from applying. `smooth` puts tanh in
+ * place of the ReLUs: finite differences across the kinks of hundreds of ReLUs feeding a global
+ * pool are not a test of the graph (the ReLU kernels have their own exact tests). */
+static qh_graph *zoo_net(bool gap, bool smooth)
+{
+    qh_error err;
+    qh_graph *g = qh_graph_new(2, 6, 6, 3, &err);
+    assert_non_null(g);
+    qh_conv2d_params c1 = {.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .pad_h = 1, .pad_w = 1};
+    qh_conv2d_params c2 = {.out_channels = 6, .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
+                           .pad_h = 1, .pad_w = 1};
+    assert_true(qh_graph_resize_bilinear(g, "resize", QH_INPUT, 9, 7, &err) >= 0);
+    assert_true(qh_graph_conv2d(g, "conv1", QH_PREV, &c1, &err) >= 0);
+    assert_true(qh_graph_batchnorm2d(g, "bn1", QH_PREV, 1e-5, 0.1, &err) >= 0);
+    if (gap)
+        assert_true(qh_graph_dropout(g, NULL, QH_PREV, 0.0, &err) >= 0);
+    int32_t stem = smooth ? qh_graph_tanh(g, NULL, QH_PREV, &err) : qh_graph_relu6(g, NULL, QH_PREV, &err);
+    assert_true(stem >= 0);
+    assert_true(qh_graph_conv2d(g, "block.conv", stem, &c2, &err) >= 0);
+    assert_true(qh_graph_batchnorm2d(g, "block.bn", QH_PREV, 1e-5, 0.1, &err) >= 0);
+    if (gap)
+        assert_true(qh_graph_dropout(g, NULL, QH_PREV, 0.0, &err) >= 0);
+    int32_t body = smooth ? qh_graph_tanh(g, NULL, QH_PREV, &err) : qh_graph_relu(g, NULL, QH_PREV, &err);
+    int32_t sc = qh_graph_shortcut_a(g, "shortcut", stem, 2, 6, &err);
+    assert_true(body >= 0 && sc >= 0);
+    assert_true(qh_graph_add(g, "add", body, sc, &err) >= 0);
+    assert_true(qh_graph_adaptive_avgpool2d(g, "pool", QH_PREV, 2, 1, &err) >= 0);
+    assert_true(qh_graph_flatten(g, NULL, QH_PREV, &err) >= 0);
+    assert_true(qh_graph_linear(g, "fc", QH_PREV, 3, true, &err) >= 0);
+    assert_int_equal(qh_graph_finalize(g, &err), QH_OK);
+    qh_rng r;
+    qh_rng_seed(&r, 21);
+    qh_graph_init_params(g, &r);
+    /* non-trivial batch-norm affine parameters */
+    for (int32_t i = 0; i < qh_graph_n_weights(g); i++) {
+        qh_weight *w = qh_graph_weight(g, i);
+        if (w->value->ndim == 1 && strstr(w->value->name, "bn") && !w->is_buffer)
+            for (int64_t k = 0; k < qh_tensor_numel(w->value); k++)
+                qh_tensor_f32(w->value)[k] += (float)(0.3 * qh_rng_normal(&r));
+    }
+    return g;
+}
+
+static double train_loss_of(qh_graph *g, const float *x, int64_t n, const int32_t *y)
+{
+    qh_error err;
+    const float *logits = qh_graph_forward(g, x, n, true, NULL, &err);
+    assert_non_null(logits);
+    return qh_k_softmax_xent_f32_ref(n, qh_graph_num_classes(g), logits, y, NULL);
+}
+
+static void test_graph_zoo_ops_backward_matches_finite_differences(void **state)
+{
+    (void)state;
+    const int64_t n = 4;
+    qh_graph *g = zoo_net(false, true);
+    assert_int_equal(qh_graph_n_params(g), 72 + 4 + 4 + 216 + 6 + 6 + 12 * 3 + 3);
+    qh_rng r;
+    qh_rng_seed(&r, 5);
+    float x[4 * 2 * 6 * 6];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)qh_rng_normal(&r);
+    int32_t y[4] = {0, 2, 1, 2};
+    qh_error err;
+    const float *logits = qh_graph_forward(g, x, n, true, &r, &err);
+    assert_non_null(logits);
+    float dl[12];
+    qh_k_softmax_xent_f32_ref(n, 3, logits, y, dl);
+    assert_int_equal(qh_graph_backward(g, dl, &err), QH_OK);
+    int checked = 0, kinks = 0;
+    for (int32_t wi = 0; wi < qh_graph_n_weights(g); wi++) {
+        qh_weight *w = qh_graph_weight(g, wi);
+        if (w->is_buffer)
+            continue;
+        float *v = qh_tensor_f32(w->value);
+        const float *gr = qh_tensor_f32(w->grad);
+        for (int64_t k = 0; k < qh_tensor_numel(w->value); k++) {
+            const float eps = 3e-3f;
+            float keep = v[k];
+            v[k] = keep + eps;
+            double lp = train_loss_of(g, x, n, y);
+            v[k] = keep - eps;
+            double lm = train_loss_of(g, x, n, y);
+            v[k] = keep;
+            double fd = (lp - lm) / (2.0 * eps), denom = fmax(fabs(fd), fabs((double)gr[k]));
+            if (denom < 1e-3)
+                continue;
+            if (fabs(fd - (double)gr[k]) > 2e-2 * denom + 5e-5) {
+                print_message("%s[%lld]: fd %.6g backward %.6g\n", w->value->name, (long long)k, fd, (double)gr[k]);
+                kinks++;
+            }
+            checked++;
+        }
+    }
+    assert_true(checked > 60);
+    assert_int_equal(kinks, 0);
+    qh_graph_free(g);
+}
+
+static void test_graph_batchnorm_running_stats_and_fused_inference(void **state)
+{
+    (void)state;
+    qh_graph *a = zoo_net(false, false), *b = zoo_net(true, false);
+    qh_rng r;
+    qh_rng_seed(&r, 8);
+    float x[6 * 72];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)(2.0 + qh_rng_normal(&r));
+    qh_error err;
+    for (int step = 0; step < 3; step++) { /* move the running statistics away from 0 / 1 */
+        assert_non_null(qh_graph_forward(a, x, 6, true, &r, &err));
+        assert_non_null(qh_graph_forward(b, x, 6, true, &r, &err));
+    }
+    qh_weight *nbt = qh_graph_find_weight(a, "bn1.num_batches_tracked");
+    assert_non_null(nbt);
+    assert_true(nbt->is_buffer);
+    assert_int_equal(((int64_t *)nbt->value->data)[0], 3);
+    const float *rm = qh_tensor_f32(qh_graph_find_weight(a, "bn1.running_mean")->value);
+    assert_true(fabsf(rm[0]) > 1e-3f);
+    float fused[18];
+    memcpy(fused, qh_graph_forward(a, x, 6, false, NULL, &err), sizeof fused);
+    const float *plain = qh_graph_forward(b, x, 6, false, NULL, &err);
+    for (int i = 0; i < 18; i++)
+        assert_float_equal(fused[i], plain[i], 1e-5 * (1.0 + fabs(plain[i])));
+    qh_graph_free(a);
+    qh_graph_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +386,8 @@ int main(void)
         cmocka_unit_test(test_graph_forward_batch_independent),
         cmocka_unit_test(test_graph_save_load_with_masks),
         cmocka_unit_test(test_graph_load_rejects_mismatches),
+        cmocka_unit_test(test_graph_zoo_ops_backward_matches_finite_differences),
+        cmocka_unit_test(test_graph_batchnorm_running_stats_and_fused_inference),
     };
     return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
 }

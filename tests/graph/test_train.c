@@ -1,5 +1,6 @@
-/* test_train.c - SGD semantics, LR schedules, masks during training, determinism across thread
- * counts, and learning on a small separable problem. The dataset is an in-memory fake plugin. */
+/* test_train.c - SGD, Adam and AdamW against PyTorch's rules, LR schedules (warm-up, plateau), masks
+ * and freezing during training, early stopping, keep_best, determinism across thread counts, and
+ * learning on a small separable problem. The dataset is an in-memory fake plugin. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,84 +12,7 @@
 #include "kernels/qh_kernels.h"
 #include "qhost/qh_engine.h"
 
-/* ---- a tiny in-memory dataset: 4 classes of 1x6x6 images, class c lights up quadrant c ---- */
-enum { C = 1, H = 6, W = 6, K = 4, NTRAIN = 256, NTEST = 128 };
-
-typedef struct mem_ds {
-    float x[2][NTRAIN][C * H * W];
-    int32_t y[2][NTRAIN];
-} mem_ds;
-
-static qh_status mem_load(void *state, qh_split split, const int64_t *idx, int64_t n, float *x, int32_t *y,
-                          qh_error *err)
-{
-    mem_ds *d = state;
-    int64_t limit = split == QH_SPLIT_TRAIN ? NTRAIN : NTEST;
-    for (int64_t i = 0; i < n; i++) {
-        if (idx[i] < 0 || idx[i] >= limit)
-            return qh_error_set(err, QH_E_INVAL, "index %lld out of range", (long long)idx[i]);
-        memcpy(x + i * C * H * W, d->x[split][idx[i]], sizeof d->x[0][0]);
-        y[i] = d->y[split][idx[i]];
-    }
-    return QH_OK;
-}
-
-static mem_ds *make_data(void)
-{
-    mem_ds *d = calloc(1, sizeof *d);
-    qh_rng r;
-    qh_rng_seed(&r, 5);
-    for (int s = 0; s < 2; s++)
-        for (int i = 0; i < NTRAIN; i++) {
-            int c = (int)qh_rng_below(&r, K);
-            d->y[s][i] = c;
-            for (int p = 0; p < H * W; p++) {
-                int q = (p / W >= H / 2) * 2 + (p % W >= W / 2);
-                d->x[s][i][p] = (float)(0.7 * qh_rng_normal(&r) + (q == c ? 1.0 : 0.0));
-            }
-        }
-    return d;
-}
-
-static qh_plugin mem_plugin;
-
-static void open_mem(qh_dataset *ds, mem_ds *d)
-{
-    memset(&mem_plugin, 0, sizeof mem_plugin);
-    mem_plugin.kind = QH_KIND_DATASET;
-    mem_plugin.name = "mem";
-    mem_plugin.ops.dataset.load = mem_load;
-    memset(ds, 0, sizeof *ds);
-    ds->plugin = &mem_plugin;
-    ds->state = d;
-    ds->info = (qh_dataset_info){.channels = C, .height = H, .width = W, .num_classes = K, .n_train = NTRAIN,
-                                 .n_test = NTEST};
-}
-
-static qh_graph *net(bool conv)
-{
-    qh_error err;
-    qh_graph *g = qh_graph_new(C, H, W, K, &err);
-    if (conv) {
-        qh_conv2d_params c = {.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .pad_h = 1, .pad_w = 1, .bias = true};
-        qh_pool2d_params p = {.kernel_h = 2, .kernel_w = 2};
-        assert_true(qh_graph_conv2d(g, "conv1", QH_INPUT, &c, &err) >= 0);
-        assert_true(qh_graph_relu(g, NULL, QH_PREV, &err) >= 0);
-        assert_true(qh_graph_maxpool2d(g, "pool", QH_PREV, &p, &err) >= 0);
-    }
-    assert_true(qh_graph_flatten(g, NULL, QH_PREV, &err) >= 0);
-    if (conv) {
-        assert_true(qh_graph_linear(g, "fc1", QH_PREV, 16, true, &err) >= 0);
-        assert_true(qh_graph_relu(g, NULL, QH_PREV, &err) >= 0);
-        assert_true(qh_graph_dropout(g, NULL, QH_PREV, 0.2, &err) >= 0);
-    }
-    assert_true(qh_graph_linear(g, "fc2", QH_PREV, K, true, &err) >= 0);
-    assert_int_equal(qh_graph_finalize(g, &err), QH_OK);
-    qh_rng r;
-    qh_rng_seed(&r, 1);
-    qh_graph_init_params(g, &r);
-    return g;
-}
+#include "train_fixture.h"
 
 static qh_train_config base_cfg(void)
 {
@@ -268,6 +192,285 @@ static void test_lr_schedules(void **state)
     assert_float_equal(qh_lr_at(&c, 77, 10, 100), 0.1, 1e-12);
 }
 
+/* Three full-batch Adam / AdamW steps (with label smoothing and a mask) against torch.optim's update
+ * rule written out in double. */
+static void adam_case(int optimizer, double smoothing)
+{
+    mem_ds *d = make_data();
+    qh_dataset ds;
+    open_mem(&ds, d);
+    qh_graph *g = net(false), *ref = net(false);
+    uint8_t mask[K * C * H * W];
+    for (int i = 0; i < K * C * H * W; i++)
+        mask[i] = i % 3 != 0;
+    qh_error err;
+    assert_int_equal(qh_weight_set_mask(qh_graph_find_weight(g, "fc2.weight"), mask, &err), QH_OK);
+    assert_int_equal(qh_weight_set_mask(qh_graph_find_weight(ref, "fc2.weight"), mask, &err), QH_OK);
+    qh_train_config cfg = base_cfg();
+    cfg.epochs = 3;
+    cfg.batch_size = NTRAIN;
+    cfg.schedule = QH_LR_CONSTANT;
+    cfg.lr = 0.01;
+    cfg.optimizer = optimizer;
+    cfg.beta1 = 0.8;
+    cfg.beta2 = 0.99;
+    cfg.eps = 1e-6;
+    cfg.weight_decay = 0.05;
+    cfg.label_smoothing = smoothing;
+    qh_rng r;
+    qh_rng_seed(&r, 4);
+    assert_int_equal(qh_train(g, &ds, &cfg, 0, 0, &r, NULL, NULL, &err), QH_OK);
+
+    static float x[NTRAIN * C * H * W], dl[NTRAIN * K];
+    static int32_t y[NTRAIN];
+    int64_t idx[NTRAIN];
+    for (int i = 0; i < NTRAIN; i++)
+        idx[i] = i;
+    assert_int_equal(qh_dataset_load(&ds, QH_SPLIT_TRAIN, idx, NTRAIN, x, y, &err), QH_OK);
+    int32_t nw = qh_graph_n_weights(ref);
+    double *m[4] = {0}, *v[4] = {0};
+    for (int t = 1; t <= 3; t++) {
+        const float *logits = qh_graph_forward(ref, x, NTRAIN, true, &r, &err);
+        qh_k_softmax_xent_ls_f32_ref(NTRAIN, K, logits, y, smoothing, dl);
+        assert_int_equal(qh_graph_backward(ref, dl, &err), QH_OK);
+        for (int32_t i = 0; i < nw; i++) {
+            qh_weight *w = qh_graph_weight(ref, i);
+            int64_t n = qh_tensor_numel(w->value);
+            if (!m[i]) {
+                m[i] = calloc((size_t)n, sizeof(double));
+                v[i] = calloc((size_t)n, sizeof(double));
+            }
+            float *p = qh_tensor_f32(w->value);
+            const float *gr = qh_tensor_f32(w->grad);
+            for (int64_t k = 0; k < n; k++) {
+                if (w->mask && !w->mask[k])
+                    continue;
+                double pk = p[k], gk = gr[k];
+                if (optimizer == QH_OPT_ADAMW)
+                    pk *= 1.0 - cfg.lr * cfg.weight_decay;
+                else
+                    gk += cfg.weight_decay * pk;
+                m[i][k] = cfg.beta1 * m[i][k] + (1.0 - cfg.beta1) * gk;
+                v[i][k] = cfg.beta2 * v[i][k] + (1.0 - cfg.beta2) * gk * gk;
+                double mhat = m[i][k] / (1.0 - pow(cfg.beta1, t)), vhat = v[i][k] / (1.0 - pow(cfg.beta2, t));
+                p[k] = (float)(pk - cfg.lr * mhat / (sqrt(vhat) + cfg.eps));
+            }
+        }
+    }
+    for (int32_t i = 0; i < nw; i++) {
+        const qh_weight *w = qh_graph_weight(g, i);
+        const float *a = qh_tensor_f32(w->value), *b = qh_tensor_f32(qh_graph_weight(ref, i)->value);
+        for (int64_t k = 0; k < qh_tensor_numel(w->value); k++) {
+            assert_float_equal(a[k], b[k], 2e-5 * (1.0 + fabs(b[k])));
+            if (w->mask && !w->mask[k])
+                assert_true(a[k] == 0.0f);
+        }
+        free(m[i]);
+        free(v[i]);
+    }
+    qh_graph_free(g);
+    qh_graph_free(ref);
+    free(d);
+}
+
+static void test_train_adam_matches_pytorch_rule(void **state)
+{
+    (void)state;
+    adam_case(QH_OPT_ADAM, 0.0);
+}
+
+static void test_train_adamw_with_label_smoothing_matches_pytorch_rule(void **state)
+{
+    (void)state;
+    adam_case(QH_OPT_ADAMW, 0.1);
+}
+
+/* Adam's first step moves every unmasked weight by about lr whatever the gradient's scale: a check
+ * of the optimizer that does not share the reference's arithmetic. */
+static void test_train_adam_first_step_size(void **state)
+{
+    (void)state;
+    mem_ds *d = make_data();
+    qh_dataset ds;
+    open_mem(&ds, d);
+    qh_graph *g = net(false), *before = net(false);
+    qh_train_config cfg = base_cfg();
+    cfg.epochs = 1;
+    cfg.batch_size = NTRAIN;
+    cfg.schedule = QH_LR_CONSTANT;
+    cfg.lr = 1e-3;
+    cfg.optimizer = QH_OPT_ADAM;
+    cfg.beta1 = 0.9;
+    cfg.beta2 = 0.999;
+    cfg.eps = 1e-8;
+    cfg.weight_decay = 0;
+    qh_rng r;
+    qh_rng_seed(&r, 4);
+    qh_error err;
+    assert_int_equal(qh_train(g, &ds, &cfg, 0, 0, &r, NULL, NULL, &err), QH_OK);
+    const float *a = qh_tensor_f32(qh_graph_find_weight(g, "fc2.weight")->value);
+    const float *b = qh_tensor_f32(qh_graph_find_weight(before, "fc2.weight")->value);
+    for (int k = 0; k < K * C * H * W; k++)
+        assert_float_equal(fabs((double)a[k] - b[k]), 1e-3, 2e-5);
+    qh_graph_free(g);
+    qh_graph_free(before);
+    free(d);
+}
+
+static void test_plateau_min_and_max(void **state)
+{
+    (void)state;
+    /* min mode (test_loss), patience 2, factor 0.5, threshold 0.1 (relative) */
+    const double loss[] = {1.0, 0.95, 0.95, 0.89, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5};
+    const double want_min[] = {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25};
+    qh_plateau p;
+    qh_plateau_init(&p, false);
+    double lr = 1.0;
+    for (int i = 0; i < 11; i++) {
+        lr = qh_plateau_step(&p, loss[i], false, 0.1, 2, 0.5, 0.0, lr);
+        assert_float_equal(lr, want_min[i], 1e-15);
+    }
+    /* max mode (test_top1), patience 1, floor 0.3; rising top-1 is good, a loss-like fall is bad */
+    const double top1[] = {50, 60, 59, 58, 57, 70, 70, 70, 70};
+    const double want_max[] = {1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.3, 0.3};
+    qh_plateau_init(&p, true);
+    lr = 1.0;
+    for (int i = 0; i < 9; i++) {
+        lr = qh_plateau_step(&p, top1[i], true, 0.0, 1, 0.5, 0.3, lr);
+        assert_float_equal(lr, want_max[i], 1e-15);
+    }
+    assert_float_equal(p.best, 70.0, 0.0);
+    /* the same falling sequence in min mode improves every time: no drop */
+    qh_plateau_init(&p, false);
+    lr = 1.0;
+    for (int i = 1; i < 5; i++)
+        lr = qh_plateau_step(&p, top1[i], false, 0.0, 1, 0.5, 0.0, lr);
+    assert_float_equal(lr, 1.0, 0.0);
+}
+
+static void test_lr_warmup(void **state)
+{
+    (void)state;
+    qh_train_config c = base_cfg();
+    c.lr = 0.1;
+    c.min_lr = 0.0;
+    c.warmup_epochs = 2;
+    c.schedule = QH_LR_COSINE;
+    /* 10 iterations per epoch, 6 epochs: k = 20 warm-up iterations, then cosine over 40 */
+    const double k = 20.0;
+    for (int it = 0; it < 20; it++)
+        assert_float_equal(qh_lr_at(&c, it, 10, 60), 0.1 * (1.0 / k + (1.0 - 1.0 / k) * it / k), 1e-15);
+    assert_float_equal(qh_lr_at(&c, 0, 10, 60), 0.1 / 20.0, 1e-15);
+    assert_float_equal(qh_lr_at(&c, 20, 10, 60), 0.1, 1e-15);
+    assert_float_equal(qh_lr_at(&c, 40, 10, 60), 0.05, 1e-15);
+    assert_float_equal(qh_lr_at(&c, 60, 10, 60), 0.0, 1e-15);
+    c.schedule = QH_LR_STEP;
+    c.step_size = 1;
+    c.gamma = 0.5;
+    assert_float_equal(qh_lr_at(&c, 29, 10, 60), 0.1, 1e-15);
+    assert_float_equal(qh_lr_at(&c, 30, 10, 60), 0.05, 1e-15);
+    c.schedule = QH_LR_PLATEAU;
+    assert_float_equal(qh_lr_at(&c, 5, 10, 60), 0.1 * (1.0 / k + (1.0 - 1.0 / k) * 5 / k), 1e-15);
+    assert_float_equal(qh_lr_at(&c, 45, 10, 60), 0.1, 1e-15);
+}
+
+static void test_train_frozen_weights_unchanged(void **state)
+{
+    (void)state;
+    mem_ds *d = make_data();
+    qh_dataset ds;
+    open_mem(&ds, d);
+    qh_graph *g = net(true), *before = net(true);
+    for (int32_t i = 0; i < qh_graph_n_weights(g); i++)
+        qh_graph_weight(g, i)->frozen = strncmp(qh_graph_weight(g, i)->value->name, "conv1.", 6) == 0;
+    for (int opt = QH_OPT_SGD; opt <= QH_OPT_ADAMW; opt++) {
+        qh_train_config cfg = base_cfg();
+        cfg.epochs = 2;
+        cfg.optimizer = opt;
+        cfg.beta1 = 0.9;
+        cfg.beta2 = 0.999;
+        cfg.eps = 1e-8;
+        cfg.weight_decay = 0.1;
+        qh_rng r;
+        qh_rng_seed(&r, 7);
+        qh_error err;
+        assert_int_equal(qh_train(g, &ds, &cfg, 0, 0, &r, NULL, NULL, &err), QH_OK);
+    }
+    for (int32_t i = 0; i < qh_graph_n_weights(g); i++) {
+        const qh_tensor *a = qh_graph_weight(g, i)->value, *b = qh_graph_weight(before, i)->value;
+        bool same = memcmp(a->data, b->data, qh_tensor_nbytes(a)) == 0;
+        assert_int_equal(same, qh_graph_weight(g, i)->frozen); /* frozen: identical; the rest trained */
+    }
+    qh_graph_free(g);
+    qh_graph_free(before);
+    free(d);
+}
+
+/* With a learning rate too small to change any prediction, top-1 never improves after the first
+ * epoch: patience 2 stops after epoch 3. */
+static void test_train_early_stop(void **state)
+{
+    (void)state;
+    mem_ds *d = make_data();
+    qh_dataset ds;
+    open_mem(&ds, d);
+    qh_graph *g = net(false);
+    qh_train_config cfg = base_cfg();
+    cfg.epochs = 10;
+    cfg.lr = 1e-12;
+    cfg.schedule = QH_LR_CONSTANT;
+    cfg.early_stop_patience = 2;
+    cfg.early_stop_metric = QH_MONITOR_TEST_TOP1;
+    qh_rng r;
+    qh_rng_seed(&r, 7);
+    qh_error err;
+    qh_epoch_log logs[10];
+    qh_train_options o = {0};
+    assert_int_equal(qh_train_ex(g, &ds, &cfg, 0, 0, &r, NULL, logs, &o, &err), QH_OK);
+    assert_int_equal(o.epochs_done, 3);
+    for (int e = 0; e < 3; e++) {
+        assert_true(logs[e].evaluated);
+        assert_float_equal(logs[e].test.top1, logs[0].test.top1, 0.0);
+    }
+    qh_graph_free(g);
+    free(d);
+}
+
+/* keep_best ends with the weights of the best epoch: the same as a run of just that many epochs. */
+static void test_train_keep_best(void **state)
+{
+    (void)state;
+    mem_ds *d = make_data();
+    qh_dataset ds;
+    open_mem(&ds, d);
+    qh_graph *g = net(true);
+    qh_train_config cfg = base_cfg();
+    cfg.epochs = 8;
+    cfg.lr = 0.6; /* large and constant: the test loss jumps around */
+    cfg.schedule = QH_LR_CONSTANT;
+    cfg.keep_best = 1;
+    qh_rng r;
+    qh_rng_seed(&r, 9);
+    qh_error err;
+    qh_epoch_log logs[8];
+    qh_train_options o = {0};
+    assert_int_equal(qh_train_ex(g, &ds, &cfg, 0, 64, &r, NULL, logs, &o, &err), QH_OK);
+    assert_int_equal(o.epochs_done, 8);
+    assert_true(o.best_epoch >= 1 && o.best_epoch < 8); /* else the test would prove nothing */
+    for (int e = 0; e < 8; e++)
+        assert_true(logs[e].test.loss >= logs[o.best_epoch - 1].test.loss);
+    qh_graph *h = net(true);
+    cfg.epochs = o.best_epoch;
+    cfg.keep_best = 0;
+    assert_int_equal(qh_train_ex(h, &ds, &cfg, 0, 64, &r, NULL, NULL, NULL, &err), QH_OK);
+    for (int32_t i = 0; i < qh_graph_n_weights(g); i++)
+        assert_memory_equal(qh_graph_weight(g, i)->value->data, qh_graph_weight(h, i)->value->data,
+                            qh_tensor_nbytes(qh_graph_weight(g, i)->value));
+    qh_graph_free(g);
+    qh_graph_free(h);
+    free(d);
+}
+
 static void test_train_rejects_shape_mismatch(void **state)
 {
     (void)state;
@@ -295,6 +498,14 @@ int main(void)
         cmocka_unit_test(test_train_sgd_matches_pytorch_rule),
         cmocka_unit_test(test_lr_schedules),
         cmocka_unit_test(test_train_rejects_shape_mismatch),
+        cmocka_unit_test(test_train_adam_matches_pytorch_rule),
+        cmocka_unit_test(test_train_adamw_with_label_smoothing_matches_pytorch_rule),
+        cmocka_unit_test(test_train_adam_first_step_size),
+        cmocka_unit_test(test_plateau_min_and_max),
+        cmocka_unit_test(test_lr_warmup),
+        cmocka_unit_test(test_train_frozen_weights_unchanged),
+        cmocka_unit_test(test_train_early_stop),
+        cmocka_unit_test(test_train_keep_best),
     };
     return cmocka_run_group_tests_name("train", tests, NULL, NULL);
 }

@@ -263,6 +263,140 @@ static void check_xent(golden_case *g)
     free(dz);
 }
 
+/* ---------------------------------------------------------------- model-zoo layers */
+
+static const float *HYPER(golden_case *g) { return F32(g, "hyper"); }
+
+/* BatchNorm2d in train mode: output, running statistics after one update, and the backward. */
+static void check_bn_train(golden_case *g)
+{
+    golden_tensor *x = find(g, "x", 1);
+    int64_t n = x->dims[0], c = x->dims[1], hw = (int64_t)x->dims[2] * x->dims[3];
+    double eps = HYPER(g)[0], momentum = HYPER(g)[1];
+    float *y = falloc(x->count), *dx = falloc(x->count), *rm = falloc(c), *rv = falloc(c), *sm = falloc(c),
+          *si = falloc(c), *dg = falloc(c), *db = falloc(c);
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "optimized" : "reference";
+        memcpy(rm, F32(g, "rm0"), (size_t)c * sizeof *rm);
+        memcpy(rv, F32(g, "rv0"), (size_t)c * sizeof *rv);
+        (opt ? qh_k_bn2d_fwd_train_f32 : qh_k_bn2d_fwd_train_f32_ref)(n, c, hw, x->data, F32(g, "gamma"),
+                                                                      F32(g, "beta"), eps, momentum, rm, rv, y,
+                                                                      sm, si);
+        (opt ? qh_k_bn2d_bwd_f32 : qh_k_bn2d_bwd_f32_ref)(n, c, hw, x->data, F32(g, "dy"), F32(g, "gamma"), sm, si,
+                                                          dx, dg, db);
+        expect_close(g, v, "y", y);
+        expect_close(g, v, "rm", rm);
+        expect_close(g, v, "rv", rv);
+        expect_close(g, v, "dx", dx);
+        expect_close(g, v, "dgamma", dg);
+        expect_close(g, v, "dbeta", db);
+    }
+    free(y), free(dx), free(rm), free(rv), free(sm), free(si), free(dg), free(db);
+}
+
+/* BatchNorm2d in eval mode, directly and as the folded scale/shift epilogue. */
+static void check_bn_eval(golden_case *g)
+{
+    golden_tensor *x = find(g, "x", 1);
+    int64_t n = x->dims[0], c = x->dims[1], hw = (int64_t)x->dims[2] * x->dims[3];
+    double eps = HYPER(g)[0];
+    const float *gamma = F32(g, "gamma"), *beta = F32(g, "beta"), *rm = F32(g, "rm"), *rv = F32(g, "rv");
+    float *y = falloc(x->count), *scale = falloc(c), *shift = falloc(c);
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "optimized" : "reference";
+        (opt ? qh_k_bn2d_fwd_eval_f32 : qh_k_bn2d_fwd_eval_f32_ref)(n, c, hw, x->data, gamma, beta, rm, rv, eps, y);
+        expect_close(g, v, "y", y);
+    }
+    for (int64_t k = 0; k < c; k++) {
+        double s = gamma[k] / sqrt((double)rv[k] + eps);
+        scale[k] = (float)s;
+        shift[k] = (float)(beta[k] - rm[k] * s);
+    }
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "folded optimized" : "folded reference";
+        (opt ? qh_k_scale_shift_act_f32 : qh_k_scale_shift_act_f32_ref)(n, c, hw, x->data, scale, shift, 0, y);
+        expect_close(g, v, "y", y);
+    }
+    free(y), free(scale), free(shift);
+}
+
+/* ReLU6's backward takes the forward input, not the output. */
+static void check_relu6(golden_case *g)
+{
+    int64_t n = count(g, "x");
+    float *y = falloc(n), *dx = falloc(n);
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "optimized" : "reference";
+        (opt ? qh_k_relu6_fwd_f32 : qh_k_relu6_fwd_f32_ref)(n, F32(g, "x"), y);
+        (opt ? qh_k_relu6_bwd_f32 : qh_k_relu6_bwd_f32_ref)(n, F32(g, "x"), F32(g, "dy"), dx);
+        expect_close(g, v, "y", y);
+        expect_close(g, v, "dx", dx);
+    }
+    free(y), free(dx);
+}
+
+typedef void (*resample_fn)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho, int64_t wo, const float *in,
+                            float *out);
+
+/* Adaptive pooling and bilinear resize share a signature: input x, output size from y's dims. */
+static void check_resample(golden_case *g, resample_fn fwd[2], resample_fn bwd[2])
+{
+    golden_tensor *x = find(g, "x", 1), *yt = find(g, "y", 1);
+    float *y = falloc(yt->count), *dx = falloc(x->count);
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "optimized" : "reference";
+        fwd[opt](x->dims[0], x->dims[1], x->dims[2], x->dims[3], yt->dims[2], yt->dims[3], x->data, y);
+        bwd[opt](x->dims[0], x->dims[1], x->dims[2], x->dims[3], yt->dims[2], yt->dims[3], F32(g, "dy"), dx);
+        expect_close(g, v, "y", y);
+        expect_close(g, v, "dx", dx);
+    }
+    free(y), free(dx);
+}
+
+static void check_adaptive(golden_case *g)
+{
+    resample_fn f[2] = {qh_k_adaptive_avgpool2d_fwd_f32_ref, qh_k_adaptive_avgpool2d_fwd_f32};
+    resample_fn b[2] = {qh_k_adaptive_avgpool2d_bwd_f32_ref, qh_k_adaptive_avgpool2d_bwd_f32};
+    check_resample(g, f, b);
+}
+
+static void check_resize(golden_case *g)
+{
+    resample_fn f[2] = {qh_k_resize_bilinear_fwd_f32_ref, qh_k_resize_bilinear_fwd_f32};
+    resample_fn b[2] = {qh_k_resize_bilinear_bwd_f32_ref, qh_k_resize_bilinear_bwd_f32};
+    check_resample(g, f, b);
+}
+
+/* The shortcut has no reference twin: it is data movement, checked here and in test_shortcut.c. */
+static void check_shortcut(golden_case *g)
+{
+    golden_tensor *x = find(g, "x", 1), *yt = find(g, "y", 1);
+    const int32_t *p = I32(g, "params");
+    assert_int_equal(yt->dims[1], p[1]);
+    float *y = falloc(yt->count), *dx = falloc(x->count);
+    qh_k_shortcut_a_fwd_f32(x->dims[0], x->dims[1], x->dims[2], x->dims[3], p[0], p[1], x->data, y);
+    qh_k_shortcut_a_bwd_f32(x->dims[0], x->dims[1], x->dims[2], x->dims[3], p[0], p[1], F32(g, "dy"), dx);
+    expect_close(g, "optimized", "y", y);
+    expect_close(g, "optimized", "dx", dx);
+    free(y), free(dx);
+}
+
+static void check_xent_ls(golden_case *g)
+{
+    golden_tensor *z = find(g, "logits", 1);
+    int64_t n = z->dims[0], classes = z->dims[1];
+    float *dz = falloc(z->count);
+    for (int opt = 0; opt < 2; opt++) {
+        const char *v = opt ? "optimized" : "reference";
+        double loss = (opt ? qh_k_softmax_xent_ls_f32 : qh_k_softmax_xent_ls_f32_ref)(
+            n, classes, z->data, I32(g, "labels"), HYPER(g)[0], dz);
+        float lf = (float)loss;
+        expect_close(g, v, "loss", &lf);
+        expect_close(g, v, "dlogits", dz);
+    }
+    free(dz);
+}
+
 /* ---------------------------------------------------------------- the table of cases */
 
 typedef struct golden_entry {
@@ -275,6 +409,10 @@ static const golden_entry entries[] = {
     {"conv2d_asym_nobias", check_conv2d}, {"linear", check_linear},          {"relu", check_relu},
     {"tanh", check_tanh},               {"maxpool_2x2", check_maxpool},      {"maxpool_3x3s2p1", check_maxpool},
     {"avgpool_2x2", check_avgpool},     {"avgpool_3x3s2p1", check_avgpool},  {"xent", check_xent},
+    {"bn_train", check_bn_train},       {"bn_eval", check_bn_eval},          {"relu6", check_relu6},
+    {"adaptive_1x1", check_adaptive},   {"adaptive_6x6", check_adaptive},    {"adaptive_2x3", check_adaptive},
+    {"resize_up", check_resize},        {"resize_down", check_resize},       {"shortcut_a", check_shortcut},
+    {"shortcut_a_odd", check_shortcut}, {"xent_ls", check_xent_ls},
 };
 
 static void run_entry(void **state)

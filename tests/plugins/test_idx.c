@@ -136,6 +136,22 @@ static void close_opened(opened *o)
     free(o->cfg);
 }
 
+/* augment defaults to false: the batch is left alone and no random number is drawn, so a pipeline's
+ * generator sequence is the same as before idx had augmentation. */
+static void assert_defaults_do_not_augment(opened *o)
+{
+    assert_int_equal(test_param(desc, "augment")->def.i, 0);
+    float x[2 * PX], before[2 * PX];
+    for (int i = 0; i < 2 * PX; i++)
+        x[i] = before[i] = (float)i;
+    qh_rng r, r0;
+    qh_rng_seed(&r, 3);
+    r0 = r;
+    assert_int_equal(desc->ops.dataset->augment(o->state, &r, x, 2, &o->err), QH_OK);
+    assert_memory_equal(x, before, sizeof x);
+    assert_memory_equal(&r, &r0, sizeof r);
+}
+
 static void test_small_valid(void **state)
 {
     (void)state;
@@ -151,7 +167,7 @@ static void test_small_valid(void **state)
         assert_int_equal(o.info.n_train, N_TRAIN);
         assert_int_equal(o.info.n_test, N_TEST);
         assert_int_equal(o.info.num_classes, 10);
-        assert_null(desc->ops.dataset->augment);
+        assert_defaults_do_not_augment(&o);
         /* Identity: dir, shapes and the crc32 of the four data sections, computed here independently. */
         uLong crc = crc32(0L, Z_NULL, 0);
         uint8_t buf[N_TRAIN * PX];
@@ -395,6 +411,120 @@ static void test_fashion_mnist(void **state)
     close_opened(&o);
 }
 
+/* ---------------------------------------------------------------- channels, pad_to, augment */
+
+static float norm_px(int64_t i, int64_t p) { return (float)(((double)pixel(i, p) / 255.0 - 0.2860) / 0.3530); }
+
+/* channels = 3 repeats the plane; pad_to = P puts the 4 x 5 image at row (P - 4) / 2, column (P - 5) / 2
+ * of a P x P canvas whose other pixels are the normalized 0, -mean / std. */
+static void test_channels_pad(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    write_valid(dir, 0);
+    const float bg = (float)((0.0 - 0.2860) / 0.3530);
+    static const int64_t pads[] = {0, 5, 8, 32};
+    for (size_t t = 0; t < sizeof pads / sizeof pads[0]; t++)
+        for (int ch = 1; ch <= 3; ch += 2) {
+            opened o;
+            memset(&o, 0, sizeof o);
+            o.cfg = test_config_defaults(desc);
+            test_set_str(desc, o.cfg, "dir", dir);
+            test_set_int(desc, o.cfg, "channels", ch);
+            test_set_int(desc, o.cfg, "pad_to", pads[t]);
+            o.st = desc->ops.dataset->open(o.cfg, 0, &o.state, &o.info, &o.err);
+            assert_int_equal(o.st, QH_OK);
+            int64_t h = pads[t] ? pads[t] : ROWS, w = pads[t] ? pads[t] : COLS, top = (h - ROWS) / 2,
+                    left = (w - COLS) / 2;
+            assert_int_equal(o.info.channels, ch);
+            assert_int_equal(o.info.height, h);
+            assert_int_equal(o.info.width, w);
+            int64_t idx[2] = {7, 2}, size = ch * h * w;
+            float *x = malloc(2 * (size_t)size * sizeof *x);
+            int32_t y[2];
+            assert_int_equal(desc->ops.dataset->load(o.state, QH_SPLIT_TRAIN, idx, 2, x, y, &o.err), QH_OK);
+            for (int b = 0; b < 2; b++)
+                for (int k = 0; k < ch; k++)
+                    for (int64_t r = 0; r < h; r++)
+                        for (int64_t c = 0; c < w; c++) {
+                            int64_t ir = r - top, ic = c - left;
+                            int inside = ir >= 0 && ir < ROWS && ic >= 0 && ic < COLS;
+                            assert_true(x[b * size + (k * h + r) * w + c] ==
+                                        (inside ? norm_px(idx[b], ir * COLS + ic) : bg));
+                        }
+            if (pads[t] == 32 && ch == 3) /* the image starts at row 14, column 13 */
+                assert_true(x[(2 * 32 + 13) * 32 + 13] == bg && x[(2 * 32 + 14) * 32 + 13] == norm_px(7, 0));
+            free(x);
+            close_opened(&o);
+        }
+    /* pad_to smaller than the images */
+    opened o;
+    memset(&o, 0, sizeof o);
+    o.cfg = test_config_defaults(desc);
+    test_set_str(desc, o.cfg, "dir", dir);
+    test_set_int(desc, o.cfg, "pad_to", 4);
+    o.st = desc->ops.dataset->open(o.cfg, 0, &o.state, &o.info, &o.err);
+    assert_int_equal(o.st, QH_E_INVAL);
+    char want[1024];
+    snprintf(want, sizeof want, "pad_to 4 is smaller than the 4x5 images of %s/" TRAIN_IMG, dir);
+    assert_non_null(strstr(o.err.msg, want));
+    close_opened(&o);
+    remove_dir(dir);
+}
+
+/* augment = true on a 3 x 8 x 8 canvas: crop and flip with the background as fill, reproducible from the
+ * generator alone (draws: dy, dx in [-2, 2], then the flip bit, per sample), same bytes on 1 and 2 threads. */
+static void test_augment(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    write_valid(dir, 0);
+    opened o;
+    memset(&o, 0, sizeof o);
+    o.cfg = test_config_defaults(desc);
+    test_set_str(desc, o.cfg, "dir", dir);
+    test_set_int(desc, o.cfg, "channels", 3);
+    test_set_int(desc, o.cfg, "pad_to", 8);
+    test_set_int(desc, o.cfg, "augment", 1);
+    test_set_int(desc, o.cfg, "crop_padding", 2);
+    o.st = desc->ops.dataset->open(o.cfg, 0, &o.state, &o.info, &o.err);
+    assert_int_equal(o.st, QH_OK);
+    enum { N = N_TRAIN, S = 3 * 64 };
+    int64_t idx[N];
+    for (int i = 0; i < N; i++)
+        idx[i] = i;
+    float in[N * S], out[2][N * S];
+    int32_t y[N];
+    assert_int_equal(desc->ops.dataset->load(o.state, QH_SPLIT_TRAIN, idx, N, in, y, &o.err), QH_OK);
+    for (int t = 0; t < 2; t++) {
+        qh_set_threads(t + 1);
+        qh_rng r;
+        qh_rng_seed(&r, 42);
+        memcpy(out[t], in, sizeof in);
+        assert_int_equal(desc->ops.dataset->augment(o.state, &r, out[t], N, &o.err), QH_OK);
+    }
+    assert_memory_equal(out[0], out[1], sizeof in);
+    const float bg = (float)((0.0 - 0.2860) / 0.3530);
+    qh_rng r;
+    qh_rng_seed(&r, 42);
+    int changed = 0;
+    for (int b = 0; b < N; b++) {
+        int dy = (int)qh_rng_below(&r, 5) - 2, dx = (int)qh_rng_below(&r, 5) - 2, flip = (int)qh_rng_below(&r, 2);
+        changed += dy != 0 || dx != 0 || flip;
+        for (int k = 0; k < 3; k++)
+            for (int rr = 0; rr < 8; rr++)
+                for (int c = 0; c < 8; c++) {
+                    int sr = rr + dy, sc = (flip ? 7 - c : c) + dx;
+                    float want = sr < 0 || sr >= 8 || sc < 0 || sc >= 8 ? bg : in[b * S + k * 64 + sr * 8 + sc];
+                    assert_true(out[0][b * S + k * 64 + rr * 8 + c] == want);
+                }
+    }
+    assert_true(changed > 0);
+    qh_set_threads(2);
+    close_opened(&o);
+    remove_dir(dir);
+}
+
 static void test_descriptor(void **state)
 {
     (void)state;
@@ -406,6 +536,10 @@ static void test_descriptor(void **state)
     assert_true(test_param(desc, "mean")->def.d == 0.2860);
     assert_true(test_param(desc, "std")->def.d == 0.3530);
     assert_int_equal(test_param(desc, "num_classes")->def.i, 10);
+    assert_int_equal(test_param(desc, "channels")->def.i, 1);
+    assert_int_equal(test_param(desc, "pad_to")->def.i, 0);
+    assert_int_equal(test_param(desc, "crop_padding")->def.i, 4);
+    assert_int_equal(test_param(desc, "hflip")->def.i, 1);
 }
 
 int main(void)
@@ -415,6 +549,8 @@ int main(void)
         cmocka_unit_test(test_small_valid),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_channels_pad),
+        cmocka_unit_test(test_augment),
         cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -93,7 +93,10 @@ typedef enum qh_stage_type {
 
 const char *qh_stage_type_name(qh_stage_type t);
 
-typedef enum qh_lr_schedule { QH_LR_CONSTANT = 0, QH_LR_STEP, QH_LR_COSINE } qh_lr_schedule;
+typedef enum qh_lr_schedule { QH_LR_CONSTANT = 0, QH_LR_STEP, QH_LR_COSINE, QH_LR_PLATEAU } qh_lr_schedule;
+typedef enum qh_optimizer { QH_OPT_SGD = 0, QH_OPT_ADAM, QH_OPT_ADAMW } qh_optimizer;
+/* The test-split metric a plateau schedule, early stopping or keep_best watches. */
+typedef enum qh_monitor { QH_MONITOR_TEST_LOSS = 0, QH_MONITOR_TEST_TOP1 } qh_monitor;
 
 /* [pipeline] */
 typedef struct qh_global_config {
@@ -113,6 +116,7 @@ typedef struct qh_dataset_limits {
 /* Reserved keys of [model] besides `plugin`. */
 typedef struct qh_model_host_config {
     const char *weights; /* safetensors file to load after building (PyTorch state_dict names); NULL = random init */
+    const char *weights_exclude; /* globs of parameters not loaded from weights (a replaced head) */
 } qh_model_host_config;
 
 typedef struct qh_train_config {
@@ -127,6 +131,20 @@ typedef struct qh_train_config {
     double gamma;       /* decay factor (step) */
     double min_lr;      /* floor (cosine) */
     int eval_each_epoch;
+    /* appended for the full training engine (issue 3) */
+    int optimizer;              /* qh_optimizer */
+    double beta1, beta2, eps;   /* adam, adamw */
+    int64_t warmup_epochs;      /* linear warm-up (per iteration) before the schedule */
+    int plateau_metric;         /* qh_monitor (schedule = plateau) */
+    int64_t plateau_patience;
+    double plateau_factor;
+    double plateau_threshold;   /* relative, as PyTorch's threshold_mode 'rel' */
+    double label_smoothing;
+    int64_t early_stop_patience; /* epochs without improvement; 0 = off */
+    int early_stop_metric;      /* qh_monitor (early stopping, keep_best) */
+    int keep_best;              /* restore the best epoch's weights at the end */
+    const char *freeze;         /* globs of parameters kept fixed during this stage */
+    int checkpoint;             /* write checkpoints/<stage>.ckpt.safetensors after every epoch */
 } qh_train_config;
 
 typedef struct qh_evaluate_config {

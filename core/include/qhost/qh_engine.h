@@ -49,6 +49,15 @@ qh_status qh_model_save(const qh_graph *g, const char *path, bool with_masks, co
  * with its exact shape; "<name>_mask" tensors restore masks; any other tensor is an error. */
 qh_status qh_model_load(qh_graph *g, const char *path, qh_error *err);
 
+/* Like qh_model_load, but parameters whose names match `exclude` (comma-separated globs, may be
+ * NULL) are neither loaded nor required: they keep their current (initial) values, and file tensors
+ * matching it are ignored whatever their shape - e.g. a classifier head replaced with a new class
+ * count (exclude = "classifier.6.*"). */
+qh_status qh_model_load_ex(qh_graph *g, const char *path, const char *exclude, qh_error *err);
+
+/* Does name match one of the comma-separated glob patterns (fnmatch)? */
+bool qh_name_match_list(const char *patterns, const char *name);
+
 /* ---------------------------------------------------------------- training and evaluation */
 
 typedef struct qh_progress {
@@ -94,11 +103,46 @@ typedef struct qh_run_options {
     int threads;            /* > 0 overrides [pipeline] threads */
     const qh_progress *progress;
     const char *exe_path;   /* for the manifest */
+    bool resume;            /* continue the run in output_dir (finished stages are skipped) */
 } qh_run_options;
 
 /* Runs a validated pipeline; writes the run outputs. Returns non-OK on a run-time failure. */
 qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, const qh_run_options *opt,
                           qh_error *err);
+
+/* ---------------------------------------------------------------- the full training engine (issue 3) */
+
+/* ReduceLROnPlateau state (PyTorch: mode min or max, threshold_mode 'rel', cooldown 0). */
+typedef struct qh_plateau {
+    double best;        /* best metric so far; +inf (min) or -inf (max) before the first */
+    int64_t bad_epochs; /* epochs since the last improvement */
+} qh_plateau;
+
+void qh_plateau_init(qh_plateau *p, bool maximize);
+/* Is metric an improvement over p->best by the relative threshold (PyTorch's is_better)? */
+bool qh_plateau_improves(const qh_plateau *p, double metric, bool maximize, double threshold);
+/* One ReduceLROnPlateau.step(metric): updates best and the count of bad epochs; when that count
+ * exceeds patience, lr becomes max(lr * factor, min_lr) (unless that changes it by less than 1e-8)
+ * and the count restarts. Returns the (new) learning rate. */
+double qh_plateau_step(qh_plateau *p, double metric, bool maximize, double threshold, int64_t patience,
+                       double factor, double min_lr, double lr);
+
+typedef struct qh_train_options {
+    const char *checkpoint;   /* written (atomically) after every epoch; NULL = none */
+    const char *stage;        /* stage name stored in the checkpoint (may be NULL) */
+    bool resume;              /* continue from `checkpoint` when that file exists */
+    int64_t stop_after_epoch; /* test hook: return QH_E_ABORTED once epoch N (1-based) ran; 0 = never */
+    /* out */
+    int64_t epochs_done;      /* entries written to epochs_out (early stopping may end sooner) */
+    int64_t resumed_at;       /* epochs restored from the checkpoint (0 = fresh start) */
+    int64_t best_epoch;       /* 1-based epoch whose weights keep_best restored; 0 = none */
+} qh_train_options;
+
+/* qh_train with the options above. Every epoch's shuffle, augmentation and dropout draw from
+ * qh_rng_fork(rng, epoch), so a resumed run continues bit-identically; rng is not advanced. */
+qh_status qh_train_ex(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, int64_t limit, int64_t test_limit,
+                      qh_rng *rng, const qh_progress *pr, qh_epoch_log *epochs_out, qh_train_options *opt,
+                      qh_error *err);
 
 #ifdef __cplusplus
 }

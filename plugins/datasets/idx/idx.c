@@ -5,7 +5,11 @@
  * rank 1 of unsigned bytes. zlib's gzopen/gzread read both gzip and uncompressed files.
  * Both splits are read whole at open() as bytes; load() converts a batch to floats
  *     x = (v / 255 - mean) / std          (computed in double, rounded once to float; a 256-entry table)
- * and the sample shape is 1 x rows x cols.
+ * and the sample shape is 1 x rows x cols. So that one dataset can feed models built for CIFAR-sized
+ * inputs, channels = 3 replicates the gray plane and pad_to = P centres the image on a P x P canvas of
+ * background (the normalized value of pixel 0, -mean / std; an odd margin puts the extra row / column at
+ * the bottom / right). augment() is the crop-then-flip of ../cifar/augment_impl.h on the final canvas,
+ * off by default.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +17,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "../cifar/augment_impl.h"
 #include "qhost/qh_plugin.h"
 
 typedef struct idx_cfg {
@@ -20,6 +25,10 @@ typedef struct idx_cfg {
     const char *train_images, *train_labels, *test_images, *test_labels;
     double mean, std;
     int64_t num_classes;
+    int64_t channels, pad_to;
+    int augment;
+    int64_t crop_padding;
+    int hflip;
 } idx_cfg;
 
 #define IDX_FILE(NAME, F, DEF, HELP)                                                                       \
@@ -37,6 +46,16 @@ static const qh_param params[] = {
     QH_P_DOUBLE("std", idx_cfg, std, 0.3530, 1e-6, 1000.0, "fraction",
                 "divides pixel/255 - mean (the training set standard deviation), > 0"),
     QH_P_INT("num_classes", idx_cfg, num_classes, 10, 2, 256, "classes", "labels must lie in [0, num_classes)"),
+    QH_P_INT("channels", idx_cfg, channels, 1, 1, 3, "channels",
+             "1, or 3 to replicate the gray plane into three identical channels"),
+    QH_P_INT("pad_to", idx_cfg, pad_to, 0, 0, 4096, "pixels",
+             "0, or centre each image on a pad_to x pad_to canvas of background (-mean/std), e.g. 32"),
+    {"augment", QH_PARAM_BOOL, offsetof(idx_cfg, augment), {.i = 0}, 0, 1, NULL, 0, "switch",
+     "augment training batches: random crop, then horizontal flip"},
+    QH_P_INT("crop_padding", idx_cfg, crop_padding, 4, 0, AUG_MAX_PADDING, "pixels",
+             "random crop after padding each side by this many background pixels (0 = no crop)"),
+    {"hflip", QH_PARAM_BOOL, offsetof(idx_cfg, hflip), {.i = 1}, 0, 1, NULL, 0, "switch",
+     "flip each training image horizontally with probability 0.5"},
     QH_P_END,
 };
 
@@ -214,8 +233,11 @@ typedef struct idx_split {
 
 typedef struct idx_state {
     idx_split split[2]; /* QH_SPLIT_TRAIN, QH_SPLIT_TEST */
-    int64_t pixels;     /* rows * cols */
+    int64_t rows, cols; /* of the stored images */
+    int64_t channels, height, width, top, left; /* of a sample: the image at (top, left) of the canvas */
     float lut[256];     /* normalized value of each byte */
+    float fill[3];      /* background: lut[0] in every channel */
+    aug_opts aug;
 } idx_state;
 
 static void join_path(char *buf, size_t n, const char *dir, const char *file)
@@ -273,6 +295,11 @@ static qh_status check_cfg(const idx_cfg *c, qh_error *err)
         return qh_error_set(err, QH_E_INVAL, "idx: std must be > 0 (got %g) and mean a number", c->std);
     if (c->num_classes < 2 || c->num_classes > 256)
         return qh_error_set(err, QH_E_INVAL, "idx: num_classes %lld outside [2, 256]", (long long)c->num_classes);
+    if (c->channels != 1 && c->channels != 3)
+        return qh_error_set(err, QH_E_INVAL, "idx: channels must be 1 or 3 (got %lld)", (long long)c->channels);
+    if (c->pad_to < 0 || c->pad_to > 4096 || c->crop_padding < 0 || c->crop_padding > AUG_MAX_PADDING)
+        return qh_error_set(err, QH_E_INVAL, "idx: pad_to %lld outside [0, 4096] or crop_padding %lld outside "
+                            "[0, %d]", (long long)c->pad_to, (long long)c->crop_padding, AUG_MAX_PADDING);
     return QH_OK;
 }
 
@@ -295,9 +322,9 @@ static unsigned long data_crc(const idx_state *s)
 static void fill_info(const idx_cfg *c, const idx_state *s, qh_dataset_info *info)
 {
     const idx_array *tr = &s->split[QH_SPLIT_TRAIN].images, *te = &s->split[QH_SPLIT_TEST].images;
-    *info = (qh_dataset_info){.channels = 1, .height = (int32_t)tr->dims[1], .width = (int32_t)tr->dims[2],
-                              .num_classes = (int32_t)c->num_classes, .n_train = tr->dims[0],
-                              .n_test = te->dims[0]};
+    *info = (qh_dataset_info){.channels = (int32_t)s->channels, .height = (int32_t)s->height,
+                              .width = (int32_t)s->width, .num_classes = (int32_t)c->num_classes,
+                              .n_train = tr->dims[0], .n_test = te->dims[0]};
     char a[64], b[64];
     snprintf(info->identity, sizeof info->identity, "idx:%s train=%s test=%s crc32=%08lx", c->dir ? c->dir : "",
              dims_str(tr, a, sizeof a), dims_str(te, b, sizeof b), data_crc(s));
@@ -315,6 +342,28 @@ static qh_status check_same_size(const idx_cfg *c, const idx_state *s, qh_error 
                         (long long)tr->dims[2]);
 }
 
+/* The sample shape: channels x canvas, the image centred (extra margin bottom / right). */
+static qh_status set_geometry(const idx_cfg *c, idx_state *s, qh_error *err)
+{
+    s->rows = s->split[QH_SPLIT_TRAIN].images.dims[1];
+    s->cols = s->split[QH_SPLIT_TRAIN].images.dims[2];
+    s->channels = c->channels;
+    s->height = c->pad_to ? c->pad_to : s->rows;
+    s->width = c->pad_to ? c->pad_to : s->cols;
+    if (s->height < s->rows || s->width < s->cols) {
+        char path[4096];
+        join_path(path, sizeof path, c->dir, c->train_images);
+        return qh_error_set(err, QH_E_INVAL, "idx: pad_to %lld is smaller than the %lldx%lld images of %s",
+                            (long long)c->pad_to, (long long)s->rows, (long long)s->cols, path);
+    }
+    if (s->channels * s->height * s->width > INT32_MAX)
+        return qh_error_set(err, QH_E_INVAL, "idx: samples of %lldx%lldx%lld are too large", (long long)s->channels,
+                            (long long)s->height, (long long)s->width);
+    s->top = (s->height - s->rows) / 2;
+    s->left = (s->width - s->cols) / 2;
+    return QH_OK;
+}
+
 static qh_status idx_open(const void *cfg, uint64_t seed, void **state, qh_dataset_info *info, qh_error *err)
 {
     (void)seed; /* the data is fixed; nothing is random */
@@ -330,13 +379,17 @@ static qh_status idx_open(const void *cfg, uint64_t seed, void **state, qh_datas
         st = load_split(c, c->test_images, c->test_labels, &s->split[QH_SPLIT_TEST], err);
     if (st == QH_OK)
         st = check_same_size(c, s, err);
+    if (st == QH_OK)
+        st = set_geometry(c, s, err);
     if (st != QH_OK) {
         free_state(s);
         return st;
     }
-    s->pixels = s->split[QH_SPLIT_TRAIN].images.dims[1] * s->split[QH_SPLIT_TRAIN].images.dims[2];
     for (int v = 0; v < 256; v++)
         s->lut[v] = (float)(((double)v / 255.0 - c->mean) / c->std);
+    for (int k = 0; k < 3; k++)
+        s->fill[k] = s->lut[0];
+    s->aug = (aug_opts){.enabled = c->augment, .padding = c->crop_padding, .hflip = c->hflip};
     fill_info(c, s, info);
     *state = s;
     return QH_OK;
@@ -346,6 +399,22 @@ static void idx_close(void *state)
 {
     if (state)
         free_state(state);
+}
+
+/* One sample: the normalized image on its canvas in channel 0, copied to the other channels. */
+static void write_sample(const idx_state *s, const uint8_t *src, float *dst)
+{
+    int64_t plane = s->height * s->width;
+    if (s->height != s->rows || s->width != s->cols)
+        for (int64_t j = 0; j < plane; j++)
+            dst[j] = s->lut[0];
+    for (int64_t r = 0; r < s->rows; r++) {
+        float *row = dst + (s->top + r) * s->width + s->left;
+        for (int64_t j = 0; j < s->cols; j++)
+            row[j] = s->lut[src[r * s->cols + j]];
+    }
+    for (int64_t k = 1; k < s->channels; k++)
+        memcpy(dst + k * plane, dst, (size_t)plane * sizeof *dst);
 }
 
 static qh_status idx_load(void *state, qh_split split, const int64_t *idx, int64_t n, float *x, int32_t *y,
@@ -360,16 +429,18 @@ static qh_status idx_load(void *state, qh_split split, const int64_t *idx, int64
         if (idx[b] < 0 || idx[b] >= count)
             return qh_error_set(err, QH_E_INVAL, "idx: index %lld out of range [0, %lld) of the %s split",
                                 (long long)idx[b], (long long)count, split == QH_SPLIT_TRAIN ? "train" : "test");
-    int64_t px = s->pixels;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < n; b++) {
-        const uint8_t *src = sp->images.data + idx[b] * px;
-        float *dst = x + b * px;
-        for (int64_t j = 0; j < px; j++)
-            dst[j] = s->lut[src[j]];
+        write_sample(s, sp->images.data + idx[b] * s->rows * s->cols, x + b * s->channels * s->height * s->width);
         y[b] = sp->labels.data[idx[b]];
     }
     return QH_OK;
+}
+
+static qh_status idx_augment(void *state, qh_rng *rng, float *x, int64_t n, qh_error *err)
+{
+    const idx_state *s = state;
+    return aug_batch(&s->aug, rng, x, n, s->channels, s->height, s->width, s->fill, "idx", err);
 }
 
 static const qh_dataset_ops idx_ops = {
@@ -377,7 +448,7 @@ static const qh_dataset_ops idx_ops = {
     .open = idx_open,
     .close = idx_close,
     .load = idx_load,
-    .augment = NULL,
+    .augment = idx_augment,
 };
 
 static const qh_plugin_desc idx_desc = {
@@ -386,7 +457,8 @@ static const qh_plugin_desc idx_desc = {
     .name = "idx",
     .summary = "IDX image/label files (MNIST, Fashion-MNIST), gzip or raw",
     .help = "Reads the four IDX files of a train/test split into memory at open; samples are 1 x rows x cols, "
-            "normalized as (pixel/255 - mean) / std. Defaults are Fashion-MNIST's.",
+            "normalized as (pixel/255 - mean) / std. Defaults are Fashion-MNIST's. channels = 3 and pad_to = 32 "
+            "give 3 x 32 x 32 samples for CIFAR-sized models; augment adds a random crop and a horizontal flip.",
     .params = params,
     .config_size = sizeof(idx_cfg),
     .ops.dataset = &idx_ops,
