@@ -139,6 +139,59 @@ static void test_cli_bad_pipeline_reports_all_and_writes_nothing(void **state)
     assert_false(exists(out));
 }
 
+/* Every pipeline in examples/ stays valid. */
+static void test_cli_examples_validate(void **state)
+{
+    (void)state;
+    DIR *d = opendir(QH_SOURCE_ROOT "/examples");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".ini") != 0)
+            continue;
+        if (qhost("--check '" QH_SOURCE_ROOT "/examples/%s'", e->d_name) != 0)
+            fail_msg("examples/%s:\n%s", e->d_name, err_text);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 3);
+}
+
+/* `qhost --summary` prints exactly the parameter counts of the seeds' models (issue 3). */
+static void test_cli_summary_parameter_counts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args;
+        const char *params;
+    } cases[] = {
+        {"alexnet", "params: 57047114\n"},
+        {"alexnet_tv", "params: 44428106\n"},
+        {"alexnet_small", "params: 21594506\n"},
+        {"resnet20", "params: 272474\n"},
+        {"resnet20 --set shortcut=A", "params: 269722\n"},
+        {"resnet18_cifar", "params: 11173962\n"},
+        {"mobilenetv2_cifar", "params: 2236682\n"},
+        {"lenet5 --set input=1x28x28", "params: 61706\n"},
+        {"lenet5 --set variant=gpfq --set input=1x32x32", "params: 61706\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (qhost("--summary %s", cases[i].args) != 0 || !strstr(out_text, cases[i].params) ||
+            !strstr(out_text, "\nmacs: "))
+            fail_msg("--summary %s:\n%s%s", cases[i].args, out_text, err_text);
+    }
+    /* ResNet-20 with option-A shortcuts: 40.55 MMAC per 3x32x32 image, as the anchors count it */
+    assert_int_equal(qhost("--summary resnet20 --set shortcut=A"), 0);
+    assert_non_null(strstr(out_text, "macs: 40551040\n"));
+    assert_int_equal(qhost("--summary resnet20 --set shortcut=C"), 2);
+    assert_non_null(strstr(err_text, "'C' is not one of: B, A"));
+    assert_int_equal(qhost("--summary alexnet_small --set input=3x8x8"), 2);
+    assert_non_null(strstr(err_text, "too small"));
+    assert_int_equal(qhost("--summary nosuchnet"), 2);
+    assert_non_null(strstr(err_text, "unknown model 'nosuchnet'"));
+}
+
 /* Every malformed pipeline of tests/data/ini: exit 2, a file:line message, no output directory. */
 static void test_cli_every_bad_ini_exits_2(void **state)
 {
@@ -298,6 +351,8 @@ int main(void)
         cmocka_unit_test(test_cli_usage_and_flags),
         cmocka_unit_test(test_cli_list_plugins_verbose),
         cmocka_unit_test(test_cli_bad_pipeline_reports_all_and_writes_nothing),
+        cmocka_unit_test(test_cli_summary_parameter_counts),
+        cmocka_unit_test(test_cli_examples_validate),
         cmocka_unit_test(test_cli_every_bad_ini_exits_2),
         cmocka_unit_test(test_cli_runtime_error_names_file),
         cmocka_unit_test(test_cli_full_pipeline_outputs_and_reload),

@@ -86,14 +86,16 @@ typedef struct qh_epoch_log {
     qh_eval_result test;
 } qh_epoch_log;
 
-/* Trains with SGD (momentum, Nesterov, weight decay) and the LR schedule of cfg over shuffled
- * mini-batches of the first `limit` training samples (0 = all). Masks hold throughout: masked
- * gradients and momenta are zero and masked weights stay exactly 0. epochs_out (may be NULL)
- * receives cfg->epochs entries. */
+/* Trains with the optimizer (SGD, Adam, AdamW) and LR schedule of cfg over shuffled mini-batches
+ * of the first `limit` training samples (0 = all). Masks hold throughout: masked gradients and
+ * optimizer states are zero and masked weights stay exactly 0; frozen weights and buffers are not
+ * updated. epochs_out (may be NULL) receives one entry per epoch run (cfg->epochs unless early
+ * stopping ends sooner). Equals qh_train_ex without options (no checkpoints). */
 qh_status qh_train(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, int64_t limit, int64_t test_limit,
                    qh_rng *rng, const qh_progress *pr, qh_epoch_log *epochs_out, qh_error *err);
 
-/* Learning rate at iteration it of total (schedule of cfg). */
+/* Learning rate at iteration it of total (warm-up, then the schedule of cfg; for plateau the
+ * learning rate before any drop). */
 double qh_lr_at(const qh_train_config *cfg, int64_t it, int64_t iters_per_epoch, int64_t total);
 
 /* ---------------------------------------------------------------- the pipeline runner */
