@@ -139,6 +139,38 @@ static void test_cli_bad_pipeline_reports_all_and_writes_nothing(void **state)
     assert_false(exists(out));
 }
 
+static bool same_file(const char *a, const char *b)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+/* An interrupted run continued with --resume ends with the same files as an uninterrupted one. */
+static void test_cli_resume_is_bit_identical(void **state)
+{
+    (void)state;
+    char full[256], cut[256], a[512], b[512];
+    snprintf(full, sizeof full, "%s/full", tmpdir);
+    snprintf(cut, sizeof cut, "%s/cut", tmpdir);
+    assert_int_equal(qhost("-q -o '%s' " CLI_DATA "/synthetic_full.ini", full), 0);
+    assert_int_not_equal(setenv("QHOST_TEST_STOP_AFTER_EPOCH", "2", 1), -1);
+    int rc = qhost("-q -o '%s' " CLI_DATA "/synthetic_full.ini", cut);
+    unsetenv("QHOST_TEST_STOP_AFTER_EPOCH");
+    assert_int_equal(rc, 1);
+    snprintf(a, sizeof a, "%s/final.safetensors", cut);
+    assert_false(exists(a));
+    assert_int_equal(qhost("-q --resume -o '%s' " CLI_DATA "/synthetic_full.ini", cut), 0);
+    const char *files[] = {"final.safetensors", "final.quantized.safetensors", "model-train.safetensors",
+                           "model-finetune.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", full, files[i]);
+        snprintf(b, sizeof b, "%s/%s", cut, files[i]);
+        if (!same_file(a, b))
+            fail_msg("%s differs after --resume", files[i]);
+    }
+}
+
 /* Every pipeline in examples/ stays valid. */
 static void test_cli_examples_validate(void **state)
 {
@@ -353,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_cli_bad_pipeline_reports_all_and_writes_nothing),
         cmocka_unit_test(test_cli_summary_parameter_counts),
         cmocka_unit_test(test_cli_examples_validate),
+        cmocka_unit_test(test_cli_resume_is_bit_identical),
         cmocka_unit_test(test_cli_every_bad_ini_exits_2),
         cmocka_unit_test(test_cli_runtime_error_names_file),
         cmocka_unit_test(test_cli_full_pipeline_outputs_and_reload),
