@@ -112,7 +112,7 @@ static qh_graph *build(const opts *o, qh_registry *reg, void **cfg_out, const qh
         return NULL;
     const qh_plugin *mp = qh_registry_find(reg, QH_KIND_MODEL, o->model);
     if (!mp) {
-        qh_error_set(err, QH_E_NOTFOUND, "%s: no model plugin named %s", path, o->model);
+        qh_error_set(err, QH_E_INVAL, "%s: no model plugin named %s", path, o->model);
         return NULL;
     }
     void *cfg = qh_config_new(mp->params, mp->config_size);
