@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/qh_prune_schedule.h"
 #include "qh_ini_impl.h"
 
 /* ---------------------------------------------------------------- stage types */
@@ -122,6 +123,10 @@ static const qh_param evaluate_params[] = {
     QH_P_END,
 };
 
+static const char *const prune_schedule_choices[] = {"oneshot", "geometric", "iterative", "agp", NULL};
+static_assert(QH_PRUNE_ONESHOT == 0 && QH_PRUNE_GEOMETRIC == 1 && QH_PRUNE_ITERATIVE == 2 && QH_PRUNE_AGP == 3,
+              "prune_schedule_choices follow qh_prune_schedule");
+
 static const qh_param prune_params[] = {
     {"sparsity", QH_PARAM_DOUBLE, offsetof(qh_prune_config, sparsity), {.d = 0}, 0, 1, NULL,
      QH_PF_REQUIRED | QH_PF_HAS_MIN | QH_PF_HAS_MAX, "fraction",
@@ -129,6 +134,23 @@ static const qh_param prune_params[] = {
     QH_P_STRING("targets", qh_prune_config, targets, "*.weight",
                 "comma-separated glob patterns of the parameters to prune"),
     QH_P_STRING("exclude", qh_prune_config, exclude, "", "comma-separated glob patterns of parameters to leave alone"),
+    QH_P_ENUM("schedule", qh_prune_config, schedule, QH_PRUNE_ONESHOT, prune_schedule_choices,
+              "oneshot: prune here; geometric, iterative, agp: prune during the epochs of the train stage `during`"),
+    QH_P_STRING("during", qh_prune_config, during, "",
+                "the train stage, listed after this one, whose epochs carry the pruning events (all but oneshot)"),
+    QH_P_DOUBLE("rate", qh_prune_config, rate, 0.1, 0, 1, "fraction",
+                "geometric, iterative: fraction of the remaining targeted weights removed per event (above 0, below 1)"),
+    QH_P_INT("every_epochs", qh_prune_config, every_epochs, 1, 1, 10000, "epochs",
+             "epochs of `during` between two events (geometric, iterative: per round; agp: delta t)"),
+    QH_P_INT("start_epoch", qh_prune_config, start_epoch, 0, 0, 10000, "epochs",
+             "epochs of `during` run before the first event (agp: t0)"),
+    QH_P_DOUBLE("initial_sparsity", qh_prune_config, initial_sparsity, 0, 0, 1, "fraction",
+                "agp: s_i, the sparsity of the first event (below sparsity)"),
+    QH_P_INT("steps", qh_prune_config, steps, 10, 1, 10000, NULL,
+             "agp: n, events after the first; the last reaches sparsity after start_epoch + steps * every_epochs epochs"),
+    QH_P_DOUBLE("tolerance", qh_prune_config, tolerance, 1, 0, 100, "points",
+                "iterative: stop, and keep the previous round's model, when test top-1 falls more than this below "
+                "the model `during` started from"),
     QH_P_END,
 };
 
@@ -442,6 +464,7 @@ typedef struct section_schema {
     void *plugin_cfg;
     bool plugin_unknown;     /* the section names a plugin we could not find: its keys are unknowable */
     const qh_param *reserved;
+    const char *not_required; /* a required host key this section may leave out (NULL: none) */
 } section_schema;
 
 static void check_open_bound(load_ctx *c, const src_section *s, const src_entry *e, const section_schema *sc,
@@ -491,10 +514,10 @@ static void set_key(load_ctx *c, const src_section *s, const src_entry *e, const
     }
 }
 
-static void check_required(load_ctx *c, const src_section *s, const qh_param *params)
+static void check_required(load_ctx *c, const src_section *s, const qh_param *params, const char *skip)
 {
     for (const qh_param *p = params; p && p->name; p++)
-        if ((p->flags & QH_PF_REQUIRED) && !find_key(s, p->name))
+        if ((p->flags & QH_PF_REQUIRED) && !find_key(s, p->name) && !(skip && strcmp(skip, p->name) == 0))
             report(c, s, NULL, "missing required key '%s' in [%s]", p->name, s->name);
 }
 
@@ -502,9 +525,9 @@ static void apply_section(load_ctx *c, const src_section *s, const section_schem
 {
     for (int i = 0; i < s->n; i++)
         set_key(c, s, &s->e[i], sc);
-    check_required(c, s, sc->host);
+    check_required(c, s, sc->host, sc->not_required);
     if (sc->plugin_cfg)
-        check_required(c, s, sc->plugin);
+        check_required(c, s, sc->plugin, NULL);
 }
 
 /* ---------------------------------------------------------------- plugins */
@@ -636,6 +659,150 @@ static void check_train(load_ctx *c, const src_section *s, const qh_train_config
     if (w && t->warmup_epochs > 0 && t->warmup_epochs >= t->epochs)
         report(c, s, w, "[%s] warmup_epochs: %lld must be below epochs (%lld)", s->name, (long long)t->warmup_epochs,
                (long long)t->epochs);
+}
+
+/* ---------------------------------------------------------------- prune stages and their schedules */
+
+/* Pruners whose pattern fixes the sparsity (nm: 1 - n/m). The stage then takes no `sparsity` and no
+ * schedule: a schedule raises a target, and such a target cannot move. Known by name because the
+ * pruner ABI has no way to say it; a plugin of another name gets `sparsity` as usual. */
+static bool fixes_sparsity(const qh_plugin *p) { return p && strcmp(p->name, "nm") == 0; }
+
+static bool sched_not_oneshot(int k) { return k != QH_PRUNE_ONESHOT; }
+static bool sched_rate(int k) { return k == QH_PRUNE_GEOMETRIC || k == QH_PRUNE_ITERATIVE; }
+static bool sched_agp(int k) { return k == QH_PRUNE_AGP; }
+static bool sched_iterative(int k) { return k == QH_PRUNE_ITERATIVE; }
+
+static const struct {
+    const char *key;
+    bool (*applies)(int schedule);
+    const char *when;
+} prune_conditional[] = {
+    {"during", sched_not_oneshot, "schedule = geometric, iterative or agp"},
+    {"every_epochs", sched_not_oneshot, "schedule = geometric, iterative or agp"},
+    {"start_epoch", sched_not_oneshot, "schedule = geometric, iterative or agp"},
+    {"rate", sched_rate, "schedule = geometric or iterative"},
+    {"initial_sparsity", sched_agp, "schedule = agp"},
+    {"steps", sched_agp, "schedule = agp"},
+    {"tolerance", sched_iterative, "schedule = iterative"},
+};
+
+static const char *prune_schedule_name(int k)
+{
+    return k >= 0 && k <= QH_PRUNE_AGP ? prune_schedule_choices[k] : "?";
+}
+
+/* A pruner's create() checks what its parameter table cannot (nm: n below m); run it now, so that
+ * --check finds it too. */
+static void check_pruner_params(load_ctx *c, const src_section *s, const qh_stage *st)
+{
+    qh_pruner pr = {0};
+    qh_error err = {{0}};
+    if (!st->plugin || !st->plugin_cfg)
+        return;
+    if (qh_pruner_create(&pr, st->plugin, st->plugin_cfg, &err) != QH_OK)
+        report(c, s, NULL, "[%s] %s", s->name, err.msg);
+    else
+        qh_pruner_destroy(&pr);
+}
+
+/* What one prune section says on its own; `during` against the other stages is checked later. */
+static void check_prune(load_ctx *c, const src_section *s, const qh_stage *st)
+{
+    const qh_prune_config *p = st->host_cfg;
+    check_pruner_params(c, s, st);
+    for (size_t i = 0; i < sizeof prune_conditional / sizeof prune_conditional[0]; i++) {
+        const src_entry *e = find_key(s, prune_conditional[i].key);
+        if (e && !prune_conditional[i].applies(p->schedule))
+            report(c, s, e, "[%s] %s: applies only with %s", s->name, e->key, prune_conditional[i].when);
+    }
+    if (fixes_sparsity(st->plugin)) {
+        const src_entry *e = find_key(s, "sparsity");
+        if (e)
+            report(c, s, e, "[%s] sparsity: pruner %s fixes the sparsity at 1 - n/m; remove this key", s->name,
+                   st->plugin->name);
+        if ((e = find_key(s, "schedule")) && p->schedule != QH_PRUNE_ONESHOT)
+            report(c, s, e, "[%s] schedule: pruner %s fixes the sparsity at 1 - n/m, so only schedule = oneshot "
+                   "applies", s->name, st->plugin->name);
+    }
+    const src_entry *e = find_key(s, "rate");
+    if (e && sched_rate(p->schedule) && !(p->rate > 0.0 && p->rate < 1.0))
+        report(c, s, e, "[%s] rate: %s must be above 0 and below 1", s->name, e->value);
+    e = find_key(s, "initial_sparsity");
+    if (e && p->schedule == QH_PRUNE_AGP && p->initial_sparsity >= p->sparsity)
+        report(c, s, e, "[%s] initial_sparsity: %s must be below sparsity (%g)", s->name, e->value, p->sparsity);
+    if (sched_not_oneshot(p->schedule) && (!p->during || !p->during[0]) && !fixes_sparsity(st->plugin))
+        report(c, s, find_key(s, "schedule"), "[%s] schedule = %s prunes during the epochs of a train stage: name "
+               "it with 'during'", s->name, prune_schedule_name(p->schedule));
+}
+
+/* The train stage `during` names: listed after the prune stage, carrying no other schedule, with no
+ * keep_best or early stopping (they would restore or cut the pruned epochs), and long enough for the
+ * schedule to reach its target. */
+static void check_during_stage(load_ctx *c, int i, int *owner)
+{
+    const qh_stage *st = &c->pc->stages[i];
+    const qh_prune_config *p = st->host_cfg;
+    const src_section *s = find_src(c, st->name);
+    const src_entry *e = find_key(s, "during");
+    int k = -1;
+    for (int j = 0; j < c->pc->n_stages; j++)
+        if (c->pc->stages[j].name && strcmp(c->pc->stages[j].name, p->during) == 0)
+            k = j;
+    if (k < 0) {
+        report(c, s, e, "[%s] during: '%s' is not a stage listed in [pipeline] stages", s->name, p->during);
+        return;
+    }
+    const qh_stage *tr = &c->pc->stages[k];
+    if (!tr->host_cfg)
+        return; /* its type is already reported */
+    if (tr->type != QH_STAGE_TRAIN) {
+        report(c, s, e, "[%s] during: [%s] is not a train stage (type = %s)", s->name, tr->name,
+               qh_stage_type_name(tr->type));
+        return;
+    }
+    if (k < i) {
+        report(c, s, e, "[%s] during: [%s] runs before this stage; list it after [%s]", s->name, tr->name, s->name);
+        return;
+    }
+    if (owner[k] >= 0) {
+        report(c, s, e, "[%s] during: [%s] already carries the schedule of [%s]", s->name, tr->name,
+               c->pc->stages[owner[k]].name);
+        return;
+    }
+    owner[k] = i;
+    const qh_train_config *t = tr->host_cfg;
+    if (t->keep_best || t->early_stop_patience > 0)
+        report(c, s, e, "[%s] during: [%s] uses %s, which would undo or cut the pruning events; turn it off there",
+               s->name, tr->name, t->keep_best ? "keep_best" : "early stopping");
+    int64_t last = qh_prune_schedule_last(p);
+    bool iterative = p->schedule == QH_PRUNE_ITERATIVE;
+    const char *what = iterative ? "its last round of fine-tuning ends" : "its last event comes";
+    if (last < 0)
+        report(c, s, e, "[%s] schedule = %s never reaches sparsity %g with rate %g", s->name,
+               prune_schedule_name(p->schedule), p->sparsity, p->rate);
+    else if (iterative ? last > t->epochs : last >= t->epochs)
+        report(c, s, e, "[%s] schedule = %s cannot reach sparsity %g in [%s]: %s after epoch %lld, but [%s] trains "
+               "%lld epochs (it needs at least %lld)", s->name, prune_schedule_name(p->schedule), p->sparsity,
+               tr->name, what, (long long)last, tr->name, (long long)t->epochs,
+               (long long)(iterative ? last : last + 1));
+}
+
+static bool check_during(load_ctx *c)
+{
+    int *owner = malloc(sizeof(int) * ((size_t)c->pc->n_stages + 1));
+    if (!owner)
+        return false;
+    for (int i = 0; i < c->pc->n_stages; i++)
+        owner[i] = -1;
+    for (int i = 0; i < c->pc->n_stages; i++) {
+        const qh_stage *st = &c->pc->stages[i];
+        const qh_prune_config *p = st->host_cfg;
+        if (st->type == QH_STAGE_PRUNE && p && p->schedule != QH_PRUNE_ONESHOT && p->during && p->during[0])
+            check_during_stage(c, i, owner);
+    }
+    free(owner);
+    return true;
 }
 
 static bool load_model(load_ctx *c, const src_section *s)
@@ -782,6 +949,8 @@ static bool load_stage(load_ctx *c, const src_section *s, qh_stage *st)
         if (st->plugin) {
             sc.plugin = st->plugin->params;
             sc.plugin_cfg = st->plugin_cfg;
+            if (t == QH_STAGE_PRUNE && fixes_sparsity(st->plugin))
+                sc.not_required = "sparsity";
         } else {
             sc.plugin_unknown = true;
         }
@@ -792,6 +961,8 @@ static bool load_stage(load_ctx *c, const src_section *s, qh_stage *st)
     apply_section(c, s, &sc);
     if (t == QH_STAGE_TRAIN)
         check_train(c, s, st->host_cfg);
+    if (t == QH_STAGE_PRUNE)
+        check_prune(c, s, st);
     return true;
 }
 
@@ -828,6 +999,8 @@ static bool load_sections(load_ctx *c)
     }
     if (!c->stages_given)
         pc->n_stages = next_free;
+    if (!check_during(c))
+        return false;
     if (!find_src(c, "model"))
         collect_file(c, 0, "missing section [model]");
     if (!find_src(c, "dataset"))

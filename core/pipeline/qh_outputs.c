@@ -6,6 +6,7 @@
 #include "qh_version.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,37 @@ static qh_status write_json(const char *dir, const char *file, json_t *root, qh_
     qh_status st = qh_atomic_write(path, with_nl, len + 1, err);
     free(with_nl);
     return st;
+}
+
+/* SQNR is infinite for an exact reconstruction: JSON has no infinity, so it is written as null. */
+static json_t *db_json(double db)
+{
+    return isfinite(db) ? json_real(db) : json_null();
+}
+
+/* The analysis fields of a quantized layer (or of a stage's total). */
+static void qa_json(json_t *o, const qh_qanalysis *a)
+{
+    json_object_set_new(o, "mae", json_real(a->mae));
+    json_object_set_new(o, "sqnr_db", db_json(a->sqnr_db));
+    json_object_set_new(o, "levels", json_integer(a->levels));
+    json_object_set_new(o, "bytes_codes", json_integer(a->bytes_codes));
+    json_object_set_new(o, "bytes_scales", json_integer(a->bytes_scales));
+    json_object_set_new(o, "bytes_zero_points", json_integer(a->bytes_zero));
+    json_object_set_new(o, "bytes_codebook", json_integer(a->bytes_codebook));
+    json_object_set_new(o, "bytes_perm", json_integer(a->bytes_perm));
+    json_object_set_new(o, "compression", json_real(a->compression));
+}
+
+static json_t *quant_total_json(const qh_stage_metrics *m)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "layers", json_integer(m->n_quantized));
+    json_object_set_new(o, "numel", json_integer(m->qtotal.numel));
+    json_object_set_new(o, "mse", json_real(m->qtotal.mse));
+    qa_json(o, &m->qtotal);
+    json_object_set_new(o, "bytes", json_integer(m->qtotal.bytes));
+    return o;
 }
 
 static json_t *stage_json(const qh_stage_metrics *m)
@@ -75,11 +107,15 @@ static json_t *stage_json(const qh_stage_metrics *m)
         json_object_set_new(x, "sparsity", json_real(l->numel ? (double)l->zeros / (double)l->numel : 0.0));
         json_object_set_new(x, "bits", json_integer(l->bits ? l->bits : 32));
         json_object_set_new(x, "bytes", json_integer(l->bytes));
-        if (l->quantized_now)
+        if (l->quantized_now) {
             json_object_set_new(x, "mse", json_real(l->mse));
+            qa_json(x, &l->qa);
+        }
         json_array_append_new(layers, x);
     }
     json_object_set_new(o, "layers", layers);
+    if (m->n_quantized > 0)
+        json_object_set_new(o, "quantization", quant_total_json(m));
     return o;
 }
 
@@ -102,6 +138,47 @@ static qh_status write_csv(const qh_run *run, qh_error *err)
         fprintf(af.fp, "%.6f,%lld\n", m->sparsity, (long long)m->model_bytes);
     }
     return qh_atomic_commit(&af, err);
+}
+
+static void print_db(FILE *f, double db)
+{
+    if (isfinite(db))
+        fprintf(f, "%.2f", db);
+    else
+        fprintf(f, "%sinf", db < 0 ? "-" : "");
+}
+
+static void quant_row(FILE *f, const char *name, int32_t bits, const qh_qanalysis *a)
+{
+    fprintf(f, "| %s | ", name);
+    if (bits > 0)
+        fprintf(f, "%d", bits);
+    fprintf(f, " | %.4g | %.4g | ", a->mse, a->mae);
+    print_db(f, a->sqnr_db);
+    fprintf(f, " | %lld | %lld | %lld | %lld | %lld | %lld | %lld | %.2f |\n", (long long)a->levels,
+            (long long)a->bytes_codes, (long long)a->bytes_scales, (long long)a->bytes_zero,
+            (long long)a->bytes_codebook, (long long)a->bytes_perm, (long long)a->bytes, a->compression);
+}
+
+/* One table per quantize stage: error and storage of every tensor it quantized, then the total. */
+static void write_quant_tables(FILE *f, const qh_run *run)
+{
+    for (int32_t i = 0; i < run->n_stages_done; i++) {
+        const qh_stage_metrics *m = &run->metrics[i];
+        if (m->n_quantized == 0)
+            continue;
+        fprintf(f, "\n## Quantization in [%s]\n\n", m->name);
+        fprintf(f, "SQNR = 10 log10(sum w^2 / sum (w - q)^2), inf for an exact tensor; levels = distinct codes "
+                   "used; bytes: codes packed at their bit width, 4 per scale / zero point / code-book entry; "
+                   "x fp32 = 4 * elements / bytes.\n\n");
+        fprintf(f, "| parameter | bits | MSE | MAE | SQNR dB | levels | codes B | scales B | zero points B "
+                   "| code book B | perm B | total B | x fp32 |\n");
+        fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (int32_t k = 0; k < m->n_layers; k++)
+            if (m->layers[k].quantized_now)
+                quant_row(f, m->layers[k].name, m->layers[k].bits, &m->layers[k].qa);
+        quant_row(f, "**total**", 0, &m->qtotal);
+    }
 }
 
 static qh_status write_report(const qh_run *run, qh_error *err)
@@ -138,6 +215,7 @@ static qh_status write_report(const qh_run *run, qh_error *err)
                     (long long)l->bytes);
         }
     }
+    write_quant_tables(f, run);
     return qh_atomic_commit(&af, err);
 }
 
@@ -290,7 +368,7 @@ static qh_tensor *pack_codes(const qh_qtensor *q, qh_error *err)
 qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err)
 {
     const qh_graph *g = run->g;
-    int32_t cap = 4 * g->n_weights + 1, n = 0, nm = 0;
+    int32_t cap = 5 * g->n_weights + 1, n = 0, nm = 0;
     const qh_tensor **list = calloc((size_t)cap, sizeof *list);
     qh_tensor **owned = calloc((size_t)cap, sizeof *owned);
     char **mk = calloc((size_t)g->n_weights + 2, sizeof *mk), **mv = calloc((size_t)g->n_weights + 2, sizeof *mv);
@@ -299,7 +377,7 @@ qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err
         st = qh_error_set(err, QH_E_NOMEM, "out of memory");
         goto out;
     }
-    static const char *gran_names[] = {"tensor", "channel", "block"};
+    static const char *gran_names[] = {"tensor", "channel", "block", "flat_block"};
     for (int32_t i = 0; i < g->n_weights; i++) {
         const qh_qtensor *q = &run->qt[i];
         const qh_tensor *w = g->weights[i].value;
@@ -317,9 +395,9 @@ qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err
         qh_tensor_set_name(packed, name);
         owned[n] = packed;
         list[n++] = packed;
-        const qh_tensor *parts[3] = {q->scale, q->zero, q->codebook};
-        const char *suffix[3] = {"scale", "zero_point", "codebook"};
-        for (int k = 0; k < 3; k++) {
+        const qh_tensor *parts[4] = {q->scale, q->zero, q->codebook, q->perm};
+        const char *suffix[4] = {"scale", "zero_point", "codebook", "perm"};
+        for (int k = 0; k < 4; k++) {
             if (!parts[k])
                 continue;
             qh_tensor *c = qh_tensor_clone(parts[k], err);
@@ -336,9 +414,9 @@ qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err
         qh_shape_str(w, shape, sizeof shape);
         snprintf(desc, sizeof desc,
                  "{\"bits\": %d, \"granularity\": \"%s\", \"axis\": %d, \"block\": %d, \"code_dtype\": \"%s\", "
-                 "\"shape\": %s, \"packing\": \"lsb-first\"}",
-                 q->bits, (unsigned)q->gran < 3 ? gran_names[q->gran] : "?", q->axis, q->block,
-                 qh_dtype_name(q->codes->dtype), shape);
+                 "\"shape\": %s, \"packing\": \"lsb-first\", \"codebook_fixed\": %s}",
+                 q->bits, (unsigned)q->gran < 4 ? gran_names[q->gran] : "?", q->axis, q->block,
+                 qh_dtype_name(q->codes->dtype), shape, q->book_fixed ? "true" : "false");
         mk[nm] = strdup(w->name);
         mv[nm] = strdup(desc);
         if (!mk[nm] || !mv[nm]) {

@@ -4,6 +4,7 @@
 
 #include "graph/qh_graph_impl.h"
 #include "qhost/qh_engine.h"
+#include "qhost/qh_quant.h"
 
 typedef struct qh_layer_metrics {
     char name[QH_NAME_MAX];
@@ -13,6 +14,7 @@ typedef struct qh_layer_metrics {
     int64_t bytes;     /* storage of this parameter (quantized or fp32) */
     double mse;        /* quantization error against the weights before the stage (quantize stages) */
     bool quantized_now;
+    qh_qanalysis qa;   /* error and size analysis of the quantization (quantized_now only) */
 } qh_layer_metrics;
 
 typedef struct qh_stage_metrics {
@@ -28,6 +30,8 @@ typedef struct qh_stage_metrics {
     char model_file[256];  /* written after the stage, or "" */
     int32_t n_layers;
     qh_layer_metrics *layers;
+    int32_t n_quantized;   /* layers quantized by this stage */
+    qh_qanalysis qtotal;   /* their analyses added up (qh_qanalysis_add) */
     int32_t n_epochs;
     qh_epoch_log *epochs;
 } qh_stage_metrics;
@@ -44,6 +48,7 @@ typedef struct qh_run {
     bool ds_open;
     qh_rng rng;
     qh_qtensor *qt;         /* per weight; bits == 0 when not quantized */
+    qh_qanalysis *qa;       /* per weight: made by a quantize stage, handed to its snapshot, then freed */
     int32_t n_stages_done;
     qh_stage_metrics *metrics;
     char started_at[32];
@@ -52,7 +57,8 @@ typedef struct qh_run {
 /* Rewrites metrics.json, results.csv and report.md from run->metrics[0..n_stages_done). */
 qh_status qhi_write_metrics(const qh_run *run, qh_error *err);
 qh_status qhi_write_manifest(const qh_run *run, qh_error *err);
-/* Writes the quantized form (codes packed below 8 bits, scales, zero points, code books). */
+/* Writes the quantized form (codes packed at their bit width, scales, zero points, code books,
+ * permutations) with one JSON description per weight in the metadata (read by `qhost inspect`). */
 qh_status qhi_write_quantized(const qh_run *run, const char *path, qh_error *err);
 
 #endif /* QH_RUN_IMPL_H */

@@ -1,6 +1,7 @@
 /* qh_runner.c - executes a validated pipeline: opens the dataset, builds the model, runs the
  * stages in order, and writes the run outputs after every stage. Policy (which tensors a stage
  * touches) lives here; the math lives in the plugins and kernels. */
+#include "pipeline/qh_prune_run.h"
 #include "pipeline/qh_resume.h"
 #include "qhost/qh_fileio.h"
 #include "qh_version.h"
@@ -33,6 +34,11 @@ static int32_t select_targets(qh_run *run, const char *targets, const char *excl
             out[n++] = i;
     }
     return n;
+}
+
+int32_t qhi_select_targets(qh_run *run, const char *targets, const char *exclude, int32_t *out)
+{
+    return select_targets(run, targets, exclude, out);
 }
 
 static void param_names(const qh_graph *g, char *buf, size_t size)
@@ -114,8 +120,11 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
 {
     qh_graph *g = run->g;
     m->layers = calloc((size_t)g->n_weights + 1, sizeof *m->layers);
-    if (!m->layers)
+    if (!m->layers) {
+        free(run->qa);
+        run->qa = NULL;
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    }
     int64_t zeros = 0, prunable = 0;
     m->model_bytes = 0;
     m->params = qh_graph_n_params(g);
@@ -129,6 +138,11 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
         l->bytes = weight_bytes(run, i);
         l->mse = mse ? mse[i] : -1.0;
         l->quantized_now = mse && mse[i] >= 0.0;
+        if (l->quantized_now && run->qa) {
+            l->qa = run->qa[i];
+            qh_qanalysis_add(&m->qtotal, &l->qa);
+            m->n_quantized++;
+        }
         m->model_bytes += l->bytes;
         if (v->ndim >= 2) {
             zeros += l->zeros;
@@ -136,6 +150,8 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
         }
     }
     m->sparsity = prunable ? (double)zeros / (double)prunable : 0.0;
+    free(run->qa); /* consumed: the analyses now live in m->layers */
+    run->qa = NULL;
     return QH_OK;
 }
 
@@ -185,67 +201,6 @@ static qh_status save_model(qh_run *run, const qh_stage *s, qh_stage_metrics *m,
     return qh_model_save(run->g, path, true, meta.keys, meta.vals, 6, err);
 }
 
-static qh_status run_prune(qh_run *run, const qh_stage *s, qh_error *err)
-{
-    const qh_prune_config *cfg = s->host_cfg;
-    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
-    qh_prune_target *t = calloc((size_t)run->g->n_weights + 1, sizeof *t);
-    qh_pruner pr = {0};
-    qh_status st = QH_OK;
-    bool created = false;
-    if (!idx || !t) {
-        st = qh_error_set(err, QH_E_NOMEM, "out of memory");
-        goto out;
-    }
-    int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
-    for (int32_t k = 0; k < n; k++) {
-        qh_weight *w = &run->g->weights[idx[k]];
-        int64_t numel = qh_tensor_numel(w->value);
-        t[k].name = w->value->name;
-        t[k].weight = w->value;
-        t[k].mask = malloc((size_t)numel);
-        if (!t[k].mask) {
-            st = qh_error_set(err, QH_E_NOMEM, "out of memory");
-            goto out;
-        }
-        for (int64_t e = 0; e < numel; e++)
-            t[k].mask[e] = w->mask ? w->mask[e] : 1;
-    }
-    if ((st = qh_pruner_create(&pr, s->plugin, s->plugin_cfg, err)) != QH_OK)
-        goto out;
-    created = true;
-    if ((st = qh_pruner_prune(&pr, t, n, cfg->sparsity, err)) != QH_OK)
-        goto out;
-    for (int32_t k = 0; k < n; k++) {
-        qh_weight *w = &run->g->weights[idx[k]];
-        int64_t numel = qh_tensor_numel(w->value);
-        for (int64_t e = 0; w->mask && e < numel; e++)
-            if (!w->mask[e] && t[k].mask[e]) {
-                st = qh_error_set(err, QH_E_INTERNAL, "pruner %s revived pruned weight %lld of %s", s->plugin->name,
-                                  (long long)e, t[k].name);
-                goto out;
-            }
-    }
-    for (int32_t k = 0; k < n; k++) {
-        if (run->qt[idx[k]].bits > 0) {
-            qh_qtensor_clear(&run->qt[idx[k]]);
-            qh_log(QH_LOG_WARN, s->name, "%s was quantized; pruning returns it to float", t[k].name);
-        }
-        if ((st = qh_weight_set_mask(&run->g->weights[idx[k]], t[k].mask, err)) != QH_OK)
-            goto out;
-    }
-    qh_log(QH_LOG_INFO, s->name, "pruned %d tensors with %s to a target sparsity of %.4f", n, s->plugin->name,
-           cfg->sparsity);
-out:
-    if (created)
-        qh_pruner_destroy(&pr);
-    for (int32_t k = 0; t && k < run->g->n_weights; k++)
-        free(t[k].mask);
-    free(t);
-    free(idx);
-    return st;
-}
-
 static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_error *err)
 {
     const qh_quantize_config *cfg = s->host_cfg;
@@ -253,8 +208,12 @@ static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_er
     qh_quantizer qz = {0};
     qh_status st = QH_OK;
     bool created = false;
-    if (!idx)
+    free(run->qa); /* the analyses this stage makes, for its snapshot */
+    run->qa = calloc((size_t)run->g->n_weights + 1, sizeof *run->qa);
+    if (!idx || !run->qa) {
+        free(idx);
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    }
     int32_t n = select_targets(run, cfg->targets, cfg->exclude, idx);
     if ((st = qh_quantizer_create(&qz, s->plugin, s->plugin_cfg, err)) != QH_OK)
         goto out;
@@ -273,20 +232,15 @@ static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_er
         }
         qh_qtensor q = {0};
         st = qh_quantizer_quantize(&qz, w->value->name, w->value, &q, deq, err);
+        if (st == QH_OK)
+            st = qh_qanalysis_compute(w->value, &q, deq, &run->qa[idx[k]], err);
         if (st != QH_OK) {
             qh_qtensor_clear(&q);
             qh_tensor_free(deq);
             qh_error_prefix(err, "tensor %s", w->value->name);
             goto out;
         }
-        const float *a = qh_tensor_f32(w->value), *b = qh_tensor_f32(deq);
-        int64_t numel = qh_tensor_numel(w->value);
-        double se = 0.0;
-        for (int64_t e = 0; e < numel; e++) {
-            double d = (double)a[e] - (double)b[e];
-            se += d * d;
-        }
-        mse[idx[k]] = numel ? se / (double)numel : 0.0;
+        mse[idx[k]] = run->qa[idx[k]].mse;
         memcpy(w->value->data, deq->data, qh_tensor_nbytes(deq));
         qh_tensor_free(deq);
         qh_qtensor_clear(&run->qt[idx[k]]);
@@ -299,6 +253,10 @@ out:
     if (created)
         qh_quantizer_destroy(&qz);
     free(idx);
+    if (st != QH_OK) {
+        free(run->qa);
+        run->qa = NULL;
+    }
     return st;
 }
 
@@ -365,9 +323,22 @@ static qh_status run_train(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
         qh_log(QH_LOG_INFO, s->name, "%d parameters frozen (%s)", n_frozen, cfg->freeze);
     qh_train_options o = {.checkpoint = ckpt[0] ? ckpt : NULL, .stage = s->name, .resume = run->opt->resume,
                           .stop_after_epoch = stop_hook()};
+    qhi_prune_hook *hook = NULL;
+    if ((st = qhi_prune_hook_begin(run, s, &hook, err)) != QH_OK) {
+        qhi_prune_hook_end(hook);
+        mark_frozen(run->g, cfg->freeze, false);
+        return st;
+    }
+    if (hook) {
+        o.epoch_hook = qhi_prune_hook_call;
+        o.hook_user = hook;
+        if (qhi_prune_hook_blocks_checkpoint(hook))
+            o.checkpoint = NULL;
+    }
     qh_rng rng = qh_rng_fork(&run->rng, 1000u + (uint64_t)run->n_stages_done);
     st = qh_train_ex(run->g, &run->ds, cfg, run->pc->dataset_limits->train_limit,
                      run->pc->dataset_limits->test_limit, &rng, run->opt->progress, m->epochs, &o, err);
+    qhi_prune_hook_end(hook);
     mark_frozen(run->g, cfg->freeze, false);
     m->n_epochs = (int32_t)o.epochs_done;
     return st;
@@ -395,7 +366,7 @@ static qh_status run_stage(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
         break;
     }
     case QH_STAGE_PRUNE:
-        st = run_prune(run, s, err);
+        st = qhi_prune_stage(run, s, err);
         break;
     case QH_STAGE_QUANTIZE:
         mse = malloc(sizeof(double) * (size_t)(run->g->n_weights + 1));
@@ -456,9 +427,12 @@ static qh_status open_run(qh_run *run, qh_error *err)
             qh_log(QH_LOG_INFO, "model", "loaded weights from %s", pc->model_host->weights);
     }
     /* The output directory appears only once the inputs are known to be good. */
-    if ((st = check_targets(run, err)) != QH_OK || (st = qh_mkdir_p(run->outdir, err)) != QH_OK)
-        return st;
     run->qt = calloc((size_t)run->g->n_weights + 1, sizeof *run->qt);
+    if (!run->qt)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    if ((st = check_targets(run, err)) != QH_OK || (st = qhi_prune_check(run, err)) != QH_OK ||
+        (st = qh_mkdir_p(run->outdir, err)) != QH_OK)
+        return st;
     run->metrics = calloc((size_t)pc->n_stages + 1, sizeof *run->metrics);
     if (!run->qt || !run->metrics)
         return qh_error_set(err, QH_E_NOMEM, "out of memory");

@@ -328,13 +328,29 @@ static qh_status after_epoch(train_run *t, int64_t epoch, qh_epoch_log *log, qh_
     return QH_OK;
 }
 
+/* The caller's epoch hook (pruning schedules): it may change masks, which the optimizer then
+ * honours from its next step on, and end the stage (*stop). */
+static qh_status call_hook(train_run *t, qh_train_options *opt, int64_t epochs_done, bool *stop, qh_error *err)
+{
+    *stop = false;
+    if (!opt || !opt->epoch_hook)
+        return QH_OK;
+    qh_status st = opt->epoch_hook(opt->hook_user, t->g, epochs_done, stop, err);
+    if (st == QH_OK)
+        qh_graph_apply_masks(t->g);
+    return st;
+}
+
 static qh_status train_loop(train_run *t, qh_rng *rng, qh_train_options *opt, qh_error *err)
 {
     qhi_train_state *s = t->s;
-    bool resumed = opt && opt->resumed_at > 0;
+    bool resumed = opt && opt->resumed_at > 0, stop = false;
     for (int64_t epoch = s->epoch; epoch < t->cfg->epochs && !s->stopped; epoch++) {
         qh_epoch_log log;
-        qh_status st = train_epoch(t, rng, epoch, &log, err);
+        qh_status st = call_hook(t, opt, epoch, &stop, err);
+        if (st != QH_OK || stop)
+            return st;
+        st = train_epoch(t, rng, epoch, &log, err);
         if (st == QH_OK)
             st = after_epoch(t, epoch, &log, err);
         if (st != QH_OK)
@@ -349,7 +365,7 @@ static qh_status train_loop(train_run *t, qh_rng *rng, qh_train_options *opt, qh
             return qh_error_set(err, QH_E_ABORTED, "stopped after epoch %lld (test hook%s)", (long long)s->epoch,
                                 resumed ? ", resumed run" : "");
     }
-    return QH_OK;
+    return call_hook(t, opt, s->epoch, &stop, err);
 }
 
 qh_status qh_train_ex(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, int64_t limit, int64_t test_limit,

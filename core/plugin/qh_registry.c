@@ -154,7 +154,8 @@ void qh_registry_names(const qh_registry *r, qh_kind kind, char *buf, size_t siz
     for (int i = 0; names && i < r->n_plugins; i++)
         if (r->plugins[i]->p.kind == kind)
             names[n++] = r->plugins[i]->p.name;
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     size_t len = 0;
     for (int i = 0; i < n && len < size; i++) {
         int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "", names[i]);
@@ -539,6 +540,7 @@ static char **list_dir(const char *dir, int *count)
     }
     closedir(d);
     if (n)
+        if (n > 1) /* qsort(NULL, 0, ...) is undefined */
         qsort(names, (size_t)n, sizeof *names, cmp_str);
     *count = n;
     return names ? names : calloc(1, sizeof *names);

@@ -4,6 +4,7 @@
  *   TENSOR:  0
  *   CHANNEL: (i / inner) % shape[axis], inner = product of the dimensions after `axis`
  *   BLOCK:   row * ceil(cols / block) + (i % cols) / block, cols = the last dimension
+ *   FLAT_BLOCK: i / block, or perm[i] / block when a permutation is present
  * A trailing partial block counts as a group of its own, so the formula also covers shapes whose
  * last dimension is not a multiple of `block` (quantizers may still refuse such shapes).
  */
@@ -20,6 +21,7 @@ void qh_qtensor_clear(qh_qtensor *q)
     qh_tensor_free(q->scale);
     qh_tensor_free(q->zero);
     qh_tensor_free(q->codebook);
+    qh_tensor_free(q->perm);
     memset(q, 0, sizeof *q);
 }
 
@@ -56,13 +58,28 @@ int64_t qh_qtensor_groups(const qh_qtensor *q, const qh_tensor *w)
         int64_t rows = qh_tensor_numel(w) / cols;
         return rows * ((cols + q->block - 1) / q->block);
     }
+    case QH_QG_FLAT_BLOCK:
+        if (q->block <= 0)
+            return 0;
+        return (qh_tensor_numel(w) + q->block - 1) / q->block;
     }
     return 0;
 }
 
+/* Bits needed to address n positions: ceil(log2(n)), 0 for n <= 1. */
+static int64_t index_bits(int64_t n)
+{
+    int64_t b = 0;
+    while (b < 63 && ((int64_t)1 << b) < n)
+        b++;
+    return b;
+}
+
 /* Codes are counted packed at `bits` per element, rounded up to whole bytes once per tensor (the
  * export layout); scales, zero points and code-book entries are 4 bytes each (F32 / I32), whatever
- * dtype the in-memory tensor uses, so every quantizer is measured on the same scale. */
+ * dtype the in-memory tensor uses, so every quantizer is measured on the same scale. A fixed
+ * (published) code book is not counted; permutation indices are packed at ceil(log2(numel)) bits,
+ * rounded up to whole bytes once per tensor. */
 int64_t qh_qtensor_bytes(const qh_qtensor *q)
 {
     if (!q)
@@ -74,8 +91,12 @@ int64_t qh_qtensor_bytes(const qh_qtensor *q)
         bytes += 4 * qh_tensor_numel(q->scale);
     if (q->zero)
         bytes += 4 * qh_tensor_numel(q->zero);
-    if (q->codebook)
+    if (q->codebook && !q->book_fixed)
         bytes += 4 * qh_tensor_numel(q->codebook);
+    if (q->perm) {
+        int64_t n = qh_tensor_numel(q->perm);
+        bytes += (n * index_bits(n) + 7) / 8;
+    }
     return bytes;
 }
 
@@ -95,11 +116,13 @@ static int64_t code_at(const qh_tensor *c, int64_t i)
     }
 }
 
-static int64_t group_of(const qh_qtensor *q, int64_t i, int64_t inner, int64_t cols, int64_t nblk)
+static int64_t group_of(const qh_qtensor *q, int64_t i, int64_t inner, int64_t cols, int64_t nblk,
+                        const int32_t *perm)
 {
     switch (q->gran) {
     case QH_QG_CHANNEL: return (i / inner) % q->codes->shape[q->axis];
     case QH_QG_BLOCK: return (i / cols) * nblk + (i % cols) / q->block;
+    case QH_QG_FLAT_BLOCK: return (perm ? perm[i] : i) / q->block;
     default: return 0;
     }
 }
@@ -125,6 +148,30 @@ static qh_status check_param(const qh_tensor *t, qh_dtype dt, int64_t want, cons
     return QH_OK;
 }
 
+/* A permutation only makes sense with flat blocks and must be a bijection of [0, numel). */
+static qh_status check_perm(const qh_qtensor *q, qh_error *err)
+{
+    int64_t n = qh_tensor_numel(q->codes);
+    if (q->gran != QH_QG_FLAT_BLOCK)
+        return qh_error_set(err, QH_E_INVAL, "qtensor permutation needs flat-block granularity");
+    qh_status st = check_param(q->perm, QH_I32, n, "perm", err);
+    if (st != QH_OK)
+        return st;
+    uint8_t *seen = calloc((size_t)(n > 0 ? n : 1), 1);
+    if (!seen)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory checking a permutation of %lld", (long long)n);
+    const int32_t *p = q->perm->data;
+    for (int64_t i = 0; i < n && st == QH_OK; i++) {
+        if (p[i] < 0 || p[i] >= n || seen[p[i]])
+            st = qh_error_set(err, QH_E_INVAL, "qtensor perm[%lld] = %d is not a permutation entry", (long long)i,
+                              p[i]);
+        else
+            seen[p[i]] = 1;
+    }
+    free(seen);
+    return st;
+}
+
 static qh_status check_qtensor(const qh_qtensor *q, const qh_tensor *out, qh_error *err)
 {
     if (!q || !q->codes || !out)
@@ -147,6 +194,8 @@ static qh_status check_qtensor(const qh_qtensor *q, const qh_tensor *out, qh_err
         st = check_param(q->zero, QH_I32, groups, "zero", err);
     if (st == QH_OK && q->codebook && q->codebook->dtype != QH_F32)
         st = qh_error_set(err, QH_E_INVAL, "qtensor code book must be F32");
+    if (st == QH_OK && q->perm)
+        st = check_perm(q, err);
     return st;
 }
 
@@ -177,13 +226,14 @@ qh_status qh_qtensor_dequantize(const qh_qtensor *q, qh_tensor *out, qh_error *e
     int64_t inner = q->gran == QH_QG_CHANNEL ? inner_size(c, q->axis) : 1;
     int64_t cols = last_dim(c);
     int64_t nblk = q->gran == QH_QG_BLOCK ? (cols + q->block - 1) / q->block : 1;
+    const int32_t *perm = q->perm ? (const int32_t *)q->perm->data : NULL;
     const float *scale = q->scale ? qh_tensor_f32(q->scale) : NULL;
     const int32_t *zero = q->zero ? (const int32_t *)q->zero->data : NULL;
     const float *book = q->codebook ? qh_tensor_f32(q->codebook) : NULL;
     float *o = qh_tensor_f32(out);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        int64_t g = group_of(q, i, inner, cols, nblk);
+        int64_t g = group_of(q, i, inner, cols, nblk, perm);
         int64_t code = code_at(c, i);
         if (book)
             o[i] = scale ? book[code] * scale[g] : book[code];

@@ -152,10 +152,27 @@ typedef struct qh_evaluate_config {
     int split; /* qh_split */
 } qh_evaluate_config;
 
+/* How a prune stage reaches its sparsity (docs/pipeline-reference.md, "Pruning schedules"). */
+typedef enum qh_prune_schedule {
+    QH_PRUNE_ONESHOT = 0, /* one call of the pruner, at the stage */
+    QH_PRUNE_GEOMETRIC,   /* events during a train stage: remove `rate` of the remaining weights each */
+    QH_PRUNE_ITERATIVE,   /* rounds during a train stage: prune, fine-tune, stop at a top-1 tolerance */
+    QH_PRUNE_AGP          /* events during a train stage on Zhu & Gupta's cubic curve */
+} qh_prune_schedule;
+
 typedef struct qh_prune_config {
     double sparsity;     /* target fraction of zeros over the targeted weights, [0, 1) */
     const char *targets; /* comma-separated glob patterns over parameter names */
     const char *exclude;
+    /* appended for the pruning schedules (issue 4) */
+    int schedule;            /* qh_prune_schedule */
+    const char *during;      /* the train stage whose epochs carry the events (all but oneshot) */
+    double rate;             /* geometric, iterative: fraction of the remaining weights removed per event */
+    int64_t every_epochs;    /* epochs between two events */
+    int64_t start_epoch;     /* epochs of `during` completed before the first event */
+    double initial_sparsity; /* agp: s_i */
+    int64_t steps;           /* agp: n; the last event comes after start_epoch + steps * every_epochs epochs */
+    double tolerance;        /* iterative: top-1 points the model may lose against the start of `during` */
 } qh_prune_config;
 
 typedef struct qh_quantize_config {

@@ -138,6 +138,11 @@ typedef struct qh_train_options {
     int64_t epochs_done;      /* entries written to epochs_out (early stopping may end sooner) */
     int64_t resumed_at;       /* epochs restored from the checkpoint (0 = fresh start) */
     int64_t best_epoch;       /* 1-based epoch whose weights keep_best restored; 0 = none */
+    /* appended (issue 4), optional: called before every epoch with the number of epochs completed
+     * (so resumed runs call it exactly as uninterrupted ones) and once after the last epoch; it may
+     * change masks (pruning schedules) and set *stop to end the stage there. */
+    qh_status (*epoch_hook)(void *user, qh_graph *g, int64_t epochs_done, bool *stop, qh_error *err);
+    void *hook_user;
 } qh_train_options;
 
 /* qh_train with the options above. Every epoch's shuffle, augmentation and dropout draw from

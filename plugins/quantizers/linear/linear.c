@@ -1,113 +1,123 @@
-/* linear.c - weight-only round-to-nearest linear quantization, simulated with dequantized weights.
+/* linear.c - weight-only linear quantization, simulated with dequantized weights.
  *
- * For each group (the whole tensor, or one output channel = index along axis 0):
- *   symmetric:  qmax = 2^(b-1) - 1, scale = max|w| / qmax,
- *               code = clamp(round(w / scale), -qmax, qmax)    (the restricted range: -2^(b-1) is never
- *               used, as in PyTorch's per-channel symmetric qint8), no zero point;
- *   asymmetric: qmax = 2^b - 1, [lo, hi] = [min(min w, 0), max(max w, 0)] so that 0 is exactly
- *               representable, scale = (hi - lo) / qmax, zero = clamp(round(-lo / scale), 0, qmax),
- *               code = clamp(round(w / scale) + zero, 0, qmax).
- * A group whose scale is 0 (all zeros) gets scale 1 and codes 0 (and zero point 0).
- * round() is roundf: half away from zero. The dequantized value is scale * (float)(code - zero),
- * exactly the expression of qh_qtensor_dequantize, so |w - deq| <= scale / 2 for every element.
+ * Groups (each a contiguous range of the row-major weight):
+ *   tensor:  the whole tensor;
+ *   channel: one per output channel (index along axis 0);
+ *   block:   runs of block_size consecutive elements of each row (the last dimension). A row whose
+ *            length is not a multiple of block_size ends in a shorter block, which is a group of
+ *            its own (the layout qh_qtensor_groups counts); nothing is refused or padded.
+ * Grids per group (bits b in 2..16; codes I8 / U8 up to 8 bits, I16 / U16 above):
+ *   symmetric:  qmax = 2^(b-1) - 1, scale = amax / qmax, code in [-qmax, qmax] (the restricted
+ *               range, as PyTorch's per-channel symmetric qint8), no zero point;
+ *   asymmetric: qmax = 2^b - 1, [lo, hi] contains 0 so 0 is exact, scale = (hi - lo) / qmax,
+ *               zero = clamp(round(-lo / scale), 0, qmax), code in [0, qmax];
+ *   seed001:    seed 001's quantize_requantize (seeds.md 2.2): S = (2^b - 1) / (max w - min w) from
+ *               the raw range of the group, code = trunc(w * S) wrapped to b-bit two's complement
+ *               (no rounding, no clamp, no zero point), scale = 1 / S. The seed divides by S; the
+ *               stored form multiplies by 1 / S, which differs from code / S by at most an ulp or two.
+ * The range (amax or [lo, hi]) comes from min/max, a percentile, or an MSE search (linear_grid.c).
+ * Rounding: nearest (half away from zero) or stochastic, code = floor(w / scale + u): u comes from a
+ * generator seeded with `seed` and forked per contiguous work range (one per group; per 64 Ki
+ * elements in a single-group tensor), so codes do not depend on the thread count.
+ * A group whose range is 0 (all zeros) gets scale 1 and codes 0 (and zero point 0).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "qhost/qh_plugin.h"
+#include "linear_impl.h"
 
-typedef struct linear_cfg {
-    int64_t bits;
-    int granularity; /* index into gran_names */
-    int mode;        /* index into mode_names */
-} linear_cfg;
-
-enum { GRAN_TENSOR = 0, GRAN_CHANNEL };
-enum { MODE_SYMMETRIC = 0, MODE_ASYMMETRIC };
-
-static const char *const gran_names[] = {"tensor", "channel", NULL};
-static const char *const mode_names[] = {"symmetric", "asymmetric", NULL};
+static const char *const gran_names[] = {"tensor", "channel", "block", NULL};
+static const char *const mode_names[] = {"symmetric", "asymmetric", "seed001", NULL};
+static const char *const round_names[] = {"nearest", "stochastic", NULL};
+static const char *const range_names[] = {"minmax", "percentile", "mse", NULL};
 
 static const qh_param params[] = {
-    QH_P_INT("bits", linear_cfg, bits, 8, 2, 8, "bits", "code width in bits"),
+    QH_P_INT("bits", linear_cfg, bits, 8, 2, 16, "bits", "code width in bits (I8/U8 codes up to 8, I16/U16 above)"),
     {"granularity", QH_PARAM_ENUM, offsetof(linear_cfg, granularity), {.i = GRAN_CHANNEL}, 0, 0, gran_names,
-     0, "group", "one scale for the whole tensor, or one per output channel (axis 0)"},
-    {"mode", QH_PARAM_ENUM, offsetof(linear_cfg, mode), {.i = MODE_SYMMETRIC}, 0, 0, mode_names, 0,
-     "grid", "symmetric: signed codes, no zero point; asymmetric: unsigned codes with a zero point"},
+     0, "group", "one scale for the whole tensor, one per output channel (axis 0), or one per block of a row"},
+    QH_P_INT("block_size", linear_cfg, block_size, 64, 1, 2147483647.0, "elements",
+             "granularity = block: consecutive elements of a row per group (a shorter last block is its own group)"),
+    {"mode", QH_PARAM_ENUM, offsetof(linear_cfg, mode), {.i = MODE_SYMMETRIC}, 0, 0, mode_names, 0, "grid",
+     "symmetric: signed codes, no zero point; asymmetric: unsigned codes with a zero point; seed001: seed 001's "
+     "truncating quantize_requantize"},
+    {"rounding", QH_PARAM_ENUM, offsetof(linear_cfg, rounding), {.i = ROUND_NEAREST}, 0, 0, round_names, 0,
+     "rounding", "nearest (half away from zero) or stochastic (unbiased, seeded by `seed`)"},
+    {"range", QH_PARAM_ENUM, offsetof(linear_cfg, range), {.i = RANGE_MINMAX}, 0, 0, range_names, 0, "range",
+     "clipping range per group: min/max, a percentile, or the ratio in [0.5, 1] of min/max with the least MSE"},
+    QH_P_DOUBLE("percentile", linear_cfg, percentile, 99.9, 50.0, 100.0, "percent",
+                "range = percentile: the percentile of |w| (symmetric) or of w and its mirror (asymmetric)"),
+    QH_P_INT("seed", linear_cfg, seed, 0, 0, 9007199254740991.0, "seed", "rounding = stochastic: generator seed"),
     QH_P_END,
 };
 
-/* The grid of one group. */
-typedef struct grid {
-    float scale;
-    int32_t zero;
-    int32_t qmin, qmax;
-} grid;
+enum { CHUNK = 1 << 16 }; /* work range of a single-group tensor */
 
-static grid grid_symmetric(const float *w, int64_t n, int bits)
+/* Groups as contiguous ranges: group g covers [start, start + len). */
+typedef struct layout {
+    int64_t groups, len, cols, nblk, block;
+    int gran;
+} layout;
+
+static layout make_layout(const linear_cfg *cfg, const qh_tensor *w)
 {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        amax = fmaxf(amax, fabsf(w[i]));
-    int32_t qmax = (1 << (bits - 1)) - 1;
-    grid g = {amax / (float)qmax, 0, -qmax, qmax};
-    if (g.scale == 0.0f)
-        g.scale = 1.0f;
-    return g;
+    int64_t n = qh_tensor_numel(w);
+    layout l = {1, n, 1, 1, 1, cfg->granularity};
+    if (l.gran == GRAN_CHANNEL) {
+        l.groups = w->shape[0];
+        l.len = l.groups > 0 ? n / l.groups : 0;
+    } else if (l.gran == GRAN_BLOCK) {
+        l.cols = w->ndim > 0 ? w->shape[w->ndim - 1] : 1;
+        l.block = cfg->block_size;
+        l.nblk = l.cols > 0 ? (l.cols + l.block - 1) / l.block : 0;
+        l.groups = l.cols > 0 ? n / l.cols * l.nblk : 0;
+    }
+    return l;
 }
 
-static grid grid_asymmetric(const float *w, int64_t n, int bits)
+static void group_range(const layout *l, int64_t g, int64_t *start, int64_t *len)
 {
-    float lo = 0.0f, hi = 0.0f; /* starting at 0 extends the range to include it */
-    for (int64_t i = 0; i < n; i++) {
-        lo = fminf(lo, w[i]);
-        hi = fmaxf(hi, w[i]);
+    if (l->gran != GRAN_BLOCK) {
+        *start = g * l->len;
+        *len = l->len;
+        return;
     }
-    int32_t qmax = (1 << bits) - 1;
-    grid g = {(hi - lo) / (float)qmax, 0, 0, qmax};
-    if (g.scale == 0.0f) {
-        g.scale = 1.0f;
-        return g;
-    }
-    float z = roundf(-lo / g.scale);
-    g.zero = (int32_t)fminf(fmaxf(z, 0.0f), (float)qmax);
-    return g;
+    int64_t b = g % l->nblk;
+    *start = g / l->nblk * l->cols + b * l->block;
+    *len = l->cols - b * l->block < l->block ? l->cols - b * l->block : l->block;
 }
 
-static int32_t encode(float w, const grid *g)
+static qh_dtype code_dtype(const linear_cfg *cfg)
 {
-    float c = roundf(w / g->scale) + (float)g->zero;
-    c = fminf(fmaxf(c, (float)g->qmin), (float)g->qmax);
-    return (int32_t)c;
+    int sign = cfg->mode != MODE_ASYMMETRIC;
+    if (cfg->bits <= 8)
+        return sign ? QH_I8 : QH_U8;
+    return sign ? QH_I16 : QH_U16;
 }
 
-/* Quantizes one group of n consecutive elements; codes go to i8 or u8 depending on the mode. */
-static void quantize_group(const linear_cfg *cfg, const float *w, int64_t n, void *codes, float *deq,
-                           float *scale, int32_t *zero)
+static qh_status check_cfg(const linear_cfg *cfg, qh_error *err)
 {
-    int bits = (int)cfg->bits;
-    int sym = cfg->mode == MODE_SYMMETRIC;
-    grid g = sym ? grid_symmetric(w, n, bits) : grid_asymmetric(w, n, bits);
-    for (int64_t i = 0; i < n; i++) {
-        int32_t c = encode(w[i], &g);
-        if (sym)
-            ((int8_t *)codes)[i] = (int8_t)c;
-        else
-            ((uint8_t *)codes)[i] = (uint8_t)c;
-        deq[i] = g.scale * (float)(c - g.zero);
-    }
-    *scale = g.scale;
-    if (zero)
-        *zero = g.zero;
+    if (cfg->bits < 2 || cfg->bits > 16)
+        return qh_error_set(err, QH_E_INVAL, "bits = %lld outside [2, 16]", (long long)cfg->bits);
+    if ((unsigned)cfg->granularity > GRAN_BLOCK || (unsigned)cfg->mode > MODE_SEED001 ||
+        (unsigned)cfg->rounding > ROUND_STOCHASTIC || (unsigned)cfg->range > RANGE_MSE)
+        return qh_error_set(err, QH_E_INVAL, "bad granularity, mode, rounding or range index");
+    if (cfg->granularity == GRAN_BLOCK && (cfg->block_size < 1 || cfg->block_size > INT32_MAX))
+        return qh_error_set(err, QH_E_INVAL, "block_size = %lld outside [1, 2147483647]", (long long)cfg->block_size);
+    if (!(cfg->percentile >= 50.0 && cfg->percentile <= 100.0))
+        return qh_error_set(err, QH_E_INVAL, "percentile = %g outside [50, 100]", cfg->percentile);
+    if (cfg->mode == MODE_SEED001 && (cfg->rounding != ROUND_NEAREST || cfg->range != RANGE_MINMAX))
+        return qh_error_set(err, QH_E_INVAL, "mode = seed001 fixes rounding (truncation) and range (min/max): "
+                                             "leave rounding and range at their defaults");
+    return QH_OK;
 }
 
 static qh_status check_input(const linear_cfg *cfg, const char *name, const qh_tensor *w, const qh_tensor *deq,
                              qh_error *err)
 {
-    if (cfg->bits < 2 || cfg->bits > 8)
-        return qh_error_set(err, QH_E_INVAL, "bits = %lld outside [2, 8]", (long long)cfg->bits);
-    if ((unsigned)cfg->granularity > GRAN_CHANNEL || (unsigned)cfg->mode > MODE_ASYMMETRIC)
-        return qh_error_set(err, QH_E_INVAL, "bad granularity or mode index");
+    qh_status st = check_cfg(cfg, err);
+    if (st != QH_OK)
+        return st;
     if (w->dtype != QH_F32)
         return qh_error_set(err, QH_E_UNSUPPORTED, "tensor %s: dtype %s, only F32 can be quantized", name,
                             qh_dtype_name(w->dtype));
@@ -116,31 +126,131 @@ static qh_status check_input(const linear_cfg *cfg, const char *name, const qh_t
     if (!deq || deq->dtype != QH_F32 || qh_tensor_numel(deq) != qh_tensor_numel(w))
         return qh_error_set(err, QH_E_INVAL, "tensor %s: output must be F32 with %lld elements", name,
                             (long long)qh_tensor_numel(w));
-    const float *x = qh_tensor_f32(w);
-    int64_t n = qh_tensor_numel(w);
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return qh_error_set(err, QH_E_INVAL, "tensor %s: element %lld is not finite", name, (long long)i);
-    return QH_OK;
+    return QH_OK; /* non-finite elements are caught by the min/max scan, which reads every element anyway */
 }
 
-static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, int64_t groups, qh_qtensor *q,
+static qh_status not_finite(const char *name, const qh_tensor *w, qh_error *err)
+{
+    const float *x = qh_tensor_f32(w);
+    int64_t i = 0;
+    while (isfinite(x[i]))
+        i++;
+    return qh_error_set(err, QH_E_INVAL, "tensor %s: element %lld is not finite", name, (long long)i);
+}
+
+static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const layout *l, qh_qtensor *q,
                                qh_error *err)
 {
+    static const qh_qgran grans[] = {QH_QG_TENSOR, QH_QG_CHANNEL, QH_QG_BLOCK};
     memset(q, 0, sizeof *q);
     q->bits = (int32_t)cfg->bits;
-    q->gran = cfg->granularity == GRAN_CHANNEL ? QH_QG_CHANNEL : QH_QG_TENSOR;
+    q->gran = grans[cfg->granularity];
     q->axis = 0;
-    int sym = cfg->mode == MODE_SYMMETRIC;
-    q->codes = qh_tensor_new(sym ? QH_I8 : QH_U8, w->ndim, w->shape, err);
+    q->block = cfg->granularity == GRAN_BLOCK ? (int32_t)cfg->block_size : 0;
+    int zp = cfg->mode == MODE_ASYMMETRIC;
+    int64_t groups = l->groups;
+    q->codes = qh_tensor_new(code_dtype(cfg), w->ndim, w->shape, err);
     q->scale = q->codes ? qh_tensor_new(QH_F32, 1, &groups, err) : NULL;
-    if (q->scale && !sym)
+    if (q->scale && zp)
         q->zero = qh_tensor_new(QH_I32, 1, &groups, err);
-    if (!q->codes || !q->scale || (!sym && !q->zero)) {
+    if (!q->codes || !q->scale || (zp && !q->zero)) {
         qh_qtensor_clear(q);
         return QH_E_NOMEM;
     }
     return QH_OK;
+}
+
+/* Everything one work range needs. */
+typedef struct job {
+    const linear_cfg *cfg;
+    const float *x;
+    float *y, *scratch;
+    void *codes;
+    qh_dtype dt;
+    qh_rng rng; /* the stream every range forks from */
+} job;
+
+/* Encodes [start, start + len) on grid g; returns the seed001 wrap count. */
+static int64_t encode_range(const job *j, int64_t start, int64_t len, const lin_grid *g, float factor)
+{
+    void *codes = (char *)j->codes + start * (int64_t)qh_dtype_size(j->dt);
+    const float *x = j->x + start;
+    float *y = j->y + start;
+    if (j->cfg->mode == MODE_SEED001)
+        return lin_encode_seed001(x, len, factor, g->scale, (int)j->cfg->bits, j->dt, codes, y);
+    if (j->cfg->rounding == ROUND_STOCHASTIC) {
+        qh_rng r = qh_rng_fork(&j->rng, (uint64_t)start);
+        lin_encode_stochastic(x, len, g, &r, j->dt, codes, y);
+    } else {
+        lin_encode_nearest(x, len, g, j->dt, codes, y);
+    }
+    return 0;
+}
+
+/* The grid of one group from its min/max (and, for seed001, the factor S). */
+static lin_grid make_grid(const job *j, int64_t start, int64_t len, float lo, float hi, int parallel, float *factor)
+{
+    if (j->cfg->mode == MODE_SEED001) {
+        *factor = lin_seed001_factor(lo, hi, (int)j->cfg->bits);
+        lin_grid g = {1.0f / *factor, 0, 0, 0};
+        return g;
+    }
+    *factor = 0.0f;
+    float *scratch = j->scratch ? j->scratch + start : NULL;
+    return lin_group_grid(j->cfg, j->x + start, len, lo, hi, scratch, parallel);
+}
+
+/* Many groups: one thread per group, serial inside. Returns -1 if an element is not finite. */
+static int64_t run_groups(const job *j, const layout *l, float *scale, int32_t *zero)
+{
+    int64_t wraps = 0;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : wraps) reduction(| : bad)
+    for (int64_t g = 0; g < l->groups; g++) {
+        int64_t start, len;
+        group_range(l, g, &start, &len);
+        float lo, hi, factor;
+        if (lin_minmax(j->x + start, len, &lo, &hi)) {
+            bad = 1;
+            continue;
+        }
+        lin_grid grid = make_grid(j, start, len, lo, hi, 0, &factor);
+        wraps += encode_range(j, start, len, &grid, factor);
+        scale[g] = grid.scale;
+        if (zero)
+            zero[g] = grid.zero;
+    }
+    return bad ? -1 : wraps;
+}
+
+/* One group over the whole tensor: the min/max and the encoding are split into CHUNK ranges.
+ * Returns -1 if an element is not finite. */
+static int64_t run_single(const job *j, int64_t n, float *scale, int32_t *zero)
+{
+    int64_t nch = (n + CHUNK - 1) / CHUNK, wraps = 0;
+    float lo = n > 0 ? j->x[0] : 0.0f, hi = lo;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(min : lo) reduction(max : hi) reduction(| : bad)
+    for (int64_t c = 0; c < nch; c++) {
+        float a, b;
+        int64_t len = n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
+        bad |= lin_minmax(j->x + c * CHUNK, len, &a, &b);
+        lo = a < lo ? a : lo;
+        hi = b > hi ? b : hi;
+    }
+    if (bad)
+        return -1;
+    float factor;
+    lin_grid grid = make_grid(j, 0, n, lo, hi, 1, &factor);
+#pragma omp parallel for schedule(static) reduction(+ : wraps)
+    for (int64_t c = 0; c < nch; c++) {
+        int64_t len = n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
+        wraps += encode_range(j, c * CHUNK, len, &grid, factor);
+    }
+    scale[0] = grid.scale;
+    if (zero)
+        zero[0] = grid.zero;
+    return wraps;
 }
 
 static qh_status linear_quantize(void *state, const char *name, const qh_tensor *w, qh_qtensor *q,
@@ -151,19 +261,26 @@ static qh_status linear_quantize(void *state, const char *name, const qh_tensor 
     if (st != QH_OK)
         return st;
     int64_t n = qh_tensor_numel(w);
-    int64_t groups = cfg->granularity == GRAN_CHANNEL ? w->shape[0] : 1;
-    st = alloc_qtensor(cfg, w, groups, q, err);
-    if (st != QH_OK)
+    layout l = make_layout(cfg, w);
+    if ((st = alloc_qtensor(cfg, w, &l, q, err)) != QH_OK)
         return st;
-    int64_t len = groups > 0 ? n / groups : 0;
-    const float *x = qh_tensor_f32(w);
-    float *y = qh_tensor_f32(deq), *scale = qh_tensor_f32(q->scale);
+    job j = {cfg, qh_tensor_f32(w), qh_tensor_f32(deq), NULL, q->codes->data, q->codes->dtype, {{0}}};
+    qh_rng_seed(&j.rng, (uint64_t)cfg->seed);
+    if (cfg->range == RANGE_PERCENTILE && n > 0 && !(j.scratch = malloc(sizeof(float) * (size_t)n))) {
+        qh_qtensor_clear(q);
+        return qh_error_set(err, QH_E_NOMEM, "tensor %s: out of memory", name);
+    }
+    float *scale = qh_tensor_f32(q->scale);
     int32_t *zero = q->zero ? (int32_t *)q->zero->data : NULL;
-    uint8_t *codes = q->codes->data; /* one byte per code in both modes */
-    /* Groups are independent, so the result is the same for any thread count. */
-#pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < groups; g++)
-        quantize_group(cfg, x + g * len, len, codes + g * len, y + g * len, scale + g, zero ? zero + g : NULL);
+    int64_t wraps = l.groups == 1 ? run_single(&j, n, scale, zero) : run_groups(&j, &l, scale, zero);
+    free(j.scratch);
+    if (wraps < 0) {
+        qh_qtensor_clear(q);
+        return not_finite(name, w, err);
+    }
+    if (wraps > 0)
+        qh_log(QH_LOG_WARN, "linear", "%s: %lld of %lld codes wrapped around (seed001 reproduces the seed's int cast)",
+               name, (long long)wraps, (long long)n);
     return QH_OK;
 }
 
@@ -176,9 +293,11 @@ static const qh_plugin_desc linear_desc = {
     .struct_size = sizeof(qh_plugin_desc),
     .kind = QH_KIND_QUANTIZER,
     .name = "linear",
-    .summary = "round-to-nearest linear weight quantization, per tensor or per output channel",
+    .summary = "linear weight quantization, per tensor, per output channel or per block",
     .help = "Symmetric (restricted signed range, no zero point) or asymmetric (unsigned codes, zero point, "
-            "0 exactly representable) grids of 2..8 bits; rounding is half away from zero.",
+            "0 exactly representable) grids of 2..16 bits; round to nearest (half away from zero) or "
+            "stochastic; range by min/max, percentile or MSE search; mode = seed001 reproduces seed 001's "
+            "truncating quantize_requantize.",
     .params = params,
     .config_size = sizeof(linear_cfg),
     .ops.quantizer = &linear_ops,
@@ -189,7 +308,7 @@ static const qh_plugin_desc *const linear_plugins[] = {&linear_desc};
 static const qh_library linear_lib = {
     QH_LIBRARY_HEADER,
     .name = "qhost-quantizer-linear",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .license = "MIT",
     .n_plugins = 1,
     .plugins = linear_plugins,

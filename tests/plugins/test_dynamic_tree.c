@@ -1,0 +1,445 @@
+/* test_dynamic_tree.c - the dynamic_tree quantizer plugin.
+ *
+ * References: tests/data/golden/dynamic_map.txt (bitsandbytes' create_dynamic_map written out by
+ * tests/golden/gen_dynamic_map.py in numpy float64 and in torch float32), the level counts seed 001's
+ * rule produces (seeds.md 2.4: 337, 281, 255, 241, 235, 233 for N = 8..3), nearest-code optimality
+ * checked against both neighbours, and the core reference decoder.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "plugin_util.h"
+#include "qhost/qh_log.h"
+#include "qhost/qh_parallel.h"
+
+static const qh_plugin_desc *desc;
+
+static int setup(void **state)
+{
+    (void)state;
+    desc = test_plugin_desc(PLUGIN_DT, QH_KIND_QUANTIZER, "dynamic_tree");
+    return desc ? 0 : -1;
+}
+
+enum { G_BLOCK = 0, G_ROW, G_CHANNEL, G_TENSOR };
+
+static void *make_cfg(int bits, int gran, int block, int seed)
+{
+    void *cfg = test_config_defaults(desc);
+    test_set_int(desc, cfg, "bits", bits);
+    test_set_int(desc, cfg, "granularity", gran);
+    test_set_int(desc, cfg, "block", block);
+    test_set_int(desc, cfg, "mode", seed);
+    return cfg;
+}
+
+typedef struct run {
+    qh_qtensor q;
+    qh_tensor *deq;
+} run;
+
+static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
+    return desc->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
+}
+
+static void run_free(run *r)
+{
+    qh_qtensor_clear(&r->q);
+    qh_tensor_free(r->deq);
+}
+
+static int64_t code_at(const qh_tensor *c, int64_t i)
+{
+    return c->dtype == QH_U8 ? ((const uint8_t *)c->data)[i] : ((const int16_t *)c->data)[i];
+}
+
+static void check_decoder(const run *r)
+{
+    qh_tensor *dec = qh_tensor_new(QH_F32, r->deq->ndim, r->deq->shape, NULL);
+    qh_error err = {{0}};
+    assert_int_equal(qh_qtensor_dequantize(&r->q, dec, &err), QH_OK);
+    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
+    qh_tensor_free(dec);
+}
+
+static qh_tensor *gaussian(int64_t rows, int64_t cols, uint64_t seed)
+{
+    int64_t shape[2] = {rows, cols};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    qh_rng r;
+    qh_rng_seed(&r, seed);
+    float *x = qh_tensor_f32(w);
+    for (int64_t i = 0; i < rows * cols; i++)
+        x[i] = (float)(qh_rng_normal(&r) * 0.05);
+    return w;
+}
+
+/* The code book of one configuration (quantizing a small tensor). */
+static run book_of(int bits, int seed)
+{
+    float v[3] = {0.5f, -0.25f, 1.0f};
+    int64_t shape[1] = {3};
+    qh_tensor *w = qh_tensor_new(QH_F32, 1, shape, NULL);
+    memcpy(w->data, v, sizeof v);
+    void *cfg = make_cfg(bits, G_ROW, 4096, seed);
+    run r;
+    qh_error err = {{0}};
+    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    free(cfg);
+    qh_tensor_free(w);
+    return r;
+}
+
+/* Units in the last place between two floats of one sign. */
+static int64_t ulps(float a, float b)
+{
+    int32_t x, y;
+    memcpy(&x, &a, 4);
+    memcpy(&y, &b, 4);
+    return x > y ? (int64_t)x - y : (int64_t)y - x;
+}
+
+/* 2^N distinct sorted entries for N = 2..8, with 0 and +1 but not -1; equal to the float64
+ * construction bit for bit and within 1 ulp of bitsandbytes' torch float32 map. */
+static void test_book_golden(void **state)
+{
+    (void)state;
+    FILE *f = fopen(QH_TEST_DATA "/golden/dynamic_map.txt", "r");
+    assert_non_null(f);
+    char line[256];
+    int rows = 0, torch_diff = 0;
+    run r = {0};
+    int cur = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#')
+            continue;
+        int n, k;
+        char a[64], b[64];
+        assert_int_equal(sscanf(line, "%d %d %63s %63s", &n, &k, a, b), 4);
+        if (n != cur) {
+            if (cur)
+                run_free(&r);
+            r = book_of(n, 0);
+            cur = n;
+            int64_t levels = qh_tensor_numel(r.q.codebook);
+            assert_int_equal(levels, 1 << n);
+            assert_int_equal(r.q.bits, n);
+            const float *bk = qh_tensor_f32(r.q.codebook);
+            for (int64_t j = 1; j < levels; j++)
+                assert_true(bk[j - 1] < bk[j]);
+            assert_true(bk[levels - 1] == 1.0f && bk[0] > -1.0f);
+        }
+        const float *bk = qh_tensor_f32(r.q.codebook);
+        float exact = (float)strtod(a, NULL), tv = (float)strtod(b, NULL);
+        assert_true(bk[k] == exact);
+        assert_true(ulps(bk[k], tv) <= 1);
+        torch_diff += bk[k] != tv;
+        rows++;
+    }
+    run_free(&r);
+    fclose(f);
+    assert_int_equal(rows, 4 + 8 + 16 + 32 + 64 + 128 + 256);
+    assert_true(torch_diff > 0); /* the golden's torch column is a genuinely separate computation */
+}
+
+/* The published 8-bit map: 2 * (1 + 2 + ... + 64) + 2 entries, smallest magnitude 0.55e-6,
+ * most negative -0.99297 (seeds.md 2.4). */
+static void test_book_anchor(void **state)
+{
+    (void)state;
+    run r = book_of(8, 0);
+    const float *bk = qh_tensor_f32(r.q.codebook);
+    assert_float_equal(bk[0], -0.9929687, 1e-6);
+    assert_true(bk[126] < 0.0f && bk[127] == 0.0f); /* 127 negatives: -1.0 is not a code */
+    assert_float_equal(bk[128], 0.55e-6, 1e-12);
+    run_free(&r);
+    r = book_of(4, 0); /* N = 4: +-{0.0055, 0.0325, 0.0775, 0.2125, 0.4375, 0.6625, 0.8875}, 0, 1 */
+    const double pos[7] = {0.0055, 0.0325, 0.0775, 0.2125, 0.4375, 0.6625, 0.8875};
+    bk = qh_tensor_f32(r.q.codebook);
+    for (int j = 0; j < 7; j++) {
+        assert_float_equal(bk[8 + j], pos[j], 1e-7);
+        assert_float_equal(bk[6 - j], -pos[j], 1e-7);
+    }
+    run_free(&r);
+}
+
+/* Seed 001's rule: a sweep over ten decades of magnitudes, both signs, row maximum 1, reaches
+ * exactly the published numbers of distinct levels, which is also the code book's size. */
+static void test_seed_level_counts(void **state)
+{
+    (void)state;
+    const int want[9] = {0, 0, 233, 233, 235, 241, 255, 281, 337};
+    int64_t per = 4096, n = 2 * 10 * per + 1;
+    int64_t shape[2] = {1, n};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    float *x = qh_tensor_f32(w);
+    int64_t m = 0;
+    for (int e = 0; e < 10; e++)
+        for (int64_t j = 0; j < per; j++) {
+            float v = (float)((0.1 + 0.9 * (double)j / (double)per) * pow(10.0, -e));
+            x[m++] = v;
+            x[m++] = -v;
+        }
+    x[m++] = 1.0f;
+    for (int bits = 2; bits <= 8; bits++) {
+        void *cfg = make_cfg(bits, G_ROW, 4096, 1);
+        run r;
+        qh_error err = {{0}};
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        int64_t levels = qh_tensor_numel(r.q.codebook);
+        uint8_t *used = calloc((size_t)levels, 1);
+        int distinct = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t c = code_at(r.q.codes, i);
+            distinct += !used[c];
+            used[c] = 1;
+        }
+        assert_int_equal(distinct, want[bits]);
+        assert_int_equal(levels, want[bits]);
+        assert_int_equal(r.q.bits, want[bits] > 256 ? 9 : 8); /* honest code width, not N */
+        check_decoder(&r);
+        free(used);
+        run_free(&r);
+        free(cfg);
+    }
+    qh_tensor_free(w);
+}
+
+/* seeds.md 2.4 by hand on a few values (N = 5): e = 0 keeps 7 bits; 1 <= E < N-2 keeps N-2-E bits of
+ * a * 10^E; E >= N-2 gives 0. */
+static void test_seed_values(void **state)
+{
+    (void)state;
+    float v[7] = {1.0f, 0.3f, -0.77f, 0.047f, 0.0061f, 0.00099f, 0.0f};
+    double want[7] = {127.0 / 128, floor(0.3 * 128) / 128, -floor(0.77 * 128) / 128,
+                      floor(0.47 * 4) / 4 / 10, /* E = 1: f = 2 bits */
+                      floor(0.61 * 2) / 2 / 100, /* E = 2: f = 1 bit */
+                      0.0, 0.0};                 /* E = 3 >= N - 2 */
+    int64_t shape[2] = {1, 7};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    memcpy(w->data, v, sizeof v);
+    void *cfg = make_cfg(5, G_ROW, 4096, 1);
+    run r;
+    qh_error err = {{0}};
+    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    for (int i = 0; i < 7; i++)
+        assert_float_equal(qh_tensor_f32(r.deq)[i], want[i], 1e-7);
+    run_free(&r);
+    free(cfg);
+    qh_tensor_free(w);
+}
+
+static char logged[1024];
+
+static void capture(qh_log_level level, const char *component, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    if (component && strcmp(component, "dynamic_tree") == 0)
+        snprintf(logged, sizeof logged, "%s", msg);
+}
+
+/* The per-tensor exponent counts (seed buckets, and bnb code exponents). */
+static void test_exponent_counts(void **state)
+{
+    (void)state;
+    float v[7] = {1.0f, -0.5f, 0.05f, 0.005f, -0.0005f, 0.0f, 0.00000001f};
+    int64_t shape[2] = {1, 7};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    memcpy(w->data, v, sizeof v);
+    qh_log_level old = qh_log_get_level();
+    qh_log_set_level(QH_LOG_INFO);
+    qh_log_set_sink(capture, NULL);
+    for (int seed = 0; seed < 2; seed++) {
+        void *cfg = make_cfg(8, G_ROW, 4096, seed);
+        run r;
+        qh_error err = {{0}};
+        logged[0] = '\0';
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        if (seed) /* 1e-8: E = 8 -> bucket min(7, 8) = 7 */
+            assert_non_null(strstr(logged, "\"zero\": 1, \"e\": [2, 1, 1, 1, 0, 0, 0, 1]"));
+        else /* 1e-8 rounds to the zero code (smallest code 0.55e-6) */
+            assert_non_null(strstr(logged, "\"zero\": 2, \"e\": [2, 1, 1, 1, 0, 0, 0]"));
+        assert_non_null(strstr(logged, "\"tensor\": \"test.weight\""));
+        run_free(&r);
+        free(cfg);
+    }
+    qh_log_set_sink(NULL, NULL);
+    qh_log_set_level(old);
+    qh_tensor_free(w);
+}
+
+/* Nearest code: no neighbour is closer; exact halfway values go toward zero. And the error table:
+ * RMS error / RMS weight on Gaussian blocks under a per-bits bound (measured values in comments). */
+static void test_nearest_and_error(void **state)
+{
+    (void)state;
+    const double table[9] = {0, 0, 0.62, 0.33, 0.20, 0.105, 0.054, 0.028, 0.014};
+    /* measured: N=2 0.578, 3 0.302, 4 0.179, 5 0.0954, 6 0.0488, 7 0.0247, 8 0.0125 */
+    qh_tensor *w = gaussian(10, 1000, 11);
+    const float *x = qh_tensor_f32(w);
+    for (int bits = 2; bits <= 8; bits++) {
+        void *cfg = make_cfg(bits, G_BLOCK, 2048, 0);
+        run r;
+        qh_error err = {{0}};
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        assert_int_equal(r.q.gran, QH_QG_FLAT_BLOCK);
+        assert_int_equal(qh_tensor_numel(r.q.scale), 5); /* 10000 / 2048: 4 full blocks and a short one */
+        const float *bk = qh_tensor_f32(r.q.codebook), *s = qh_tensor_f32(r.q.scale);
+        int64_t levels = qh_tensor_numel(r.q.codebook);
+        double se = 0, sx = 0;
+        for (int64_t i = 0; i < 10000; i++) {
+            float v = x[i] / s[i / 2048];
+            int64_t c = code_at(r.q.codes, i);
+            double d = fabs((double)v - bk[c]);
+            if (c > 0)
+                assert_true(d <= fabs((double)v - bk[c - 1]));
+            if (c + 1 < levels)
+                assert_true(d <= fabs((double)v - bk[c + 1]));
+            double e = (double)x[i] - qh_tensor_f32(r.deq)[i];
+            se += e * e;
+            sx += (double)x[i] * x[i];
+        }
+        assert_true(sqrt(se / sx) < table[bits]);
+        assert_int_equal(qh_qtensor_bytes(&r.q), (10000 * bits + 7) / 8 + 5 * 4);
+        check_decoder(&r);
+        run_free(&r);
+        free(cfg);
+    }
+    qh_tensor_free(w);
+    /* ties: halfway between 0 and the smallest codes, and between two codes where the midpoint is a float */
+    run b = book_of(8, 0);
+    const float *bk = qh_tensor_f32(b.q.codebook);
+    float v[6] = {1.0f, bk[128] / 2, bk[126] / 2, 0, 0, 0};
+    int want[6] = {255, 127, 127, 0, 0, 0}, n = 3;
+    for (int j = 129; j < 255 && n < 5; j++) { /* positive: toward zero = lower index */
+        double mid = 0.5 * ((double)bk[j] + bk[j + 1]);
+        if ((double)(float)mid == mid) {
+            v[n] = (float)mid;
+            want[n++] = j;
+        }
+    }
+    for (int j = 0; j < 125 && n < 6; j++) { /* negative: toward zero = higher index */
+        double mid = 0.5 * ((double)bk[j] + bk[j + 1]);
+        if ((double)(float)mid == mid) {
+            v[n] = (float)mid;
+            want[n++] = j + 1;
+        }
+    }
+    assert_int_equal(n, 6);
+    run_free(&b);
+    int64_t shape[2] = {1, 6};
+    qh_tensor *t = qh_tensor_new(QH_F32, 2, shape, NULL);
+    memcpy(t->data, v, sizeof v);
+    void *cfg = make_cfg(8, G_TENSOR, 4096, 0);
+    run r;
+    qh_error err = {{0}};
+    assert_int_equal(quantize(cfg, t, &r, &err), QH_OK);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(code_at(r.q.codes, i), want[i]);
+    run_free(&r);
+    free(cfg);
+    qh_tensor_free(t);
+}
+
+/* Exact zeros and all-zero blocks: zeros stay exactly 0, no NaN, and the seed rule terminates. */
+static void test_zeros(void **state)
+{
+    (void)state;
+    int64_t shape[2] = {3, 4};
+    float v[12] = {0, 0, 0, 0, 0.5f, 0.0f, -0.0f, -1.0f, 0, 0, 0, 0};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    memcpy(w->data, v, sizeof v);
+    for (int seed = 0; seed < 2; seed++)
+        for (int gran = 0; gran < 4; gran++) {
+            void *cfg = make_cfg(4, gran, 4, seed);
+            run r;
+            qh_error err = {{0}};
+            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            for (int i = 0; i < 12; i++)
+                if (v[i] == 0.0f)
+                    assert_true(qh_tensor_f32(r.deq)[i] == 0.0f);
+            check_decoder(&r);
+            run_free(&r);
+            free(cfg);
+        }
+    qh_tensor_free(w);
+}
+
+static void test_threads_identical(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(33, 999, 3);
+    for (int gran = 0; gran < 4; gran++)
+        for (int seed = 0; seed < 2; seed++) {
+            void *cfg = make_cfg(6, gran, 512, seed);
+            run a, b;
+            qh_error err = {{0}};
+            qh_set_threads(1);
+            assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
+            qh_set_threads(2);
+            assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
+            assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
+            assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
+            assert_memory_equal(a.q.scale->data, b.q.scale->data, qh_tensor_nbytes(a.q.scale));
+            run_free(&a);
+            run_free(&b);
+            free(cfg);
+        }
+    qh_tensor_free(w);
+}
+
+static void test_rejects(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(3, 8, 5);
+    void *cfg = make_cfg(8, G_BLOCK, 4096, 0);
+    run r;
+    qh_error err = {{0}};
+    qh_tensor_f32(w)[7] = NAN;
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "element 7 is NaN"));
+    assert_null(strstr(err.msg, "test.weight"));
+    qh_tensor_free(r.deq);
+    qh_tensor_f32(w)[7] = 0.0f;
+    test_set_int(desc, cfg, "bits", 9);
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "bits = 9 outside [2, 8]"));
+    qh_tensor_free(r.deq);
+    test_set_int(desc, cfg, "bits", 8);
+    test_set_int(desc, cfg, "block", 1);
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "block = 1 outside"));
+    qh_tensor_free(r.deq);
+    free(cfg);
+    qh_tensor_free(w);
+}
+
+static void test_descriptor(void **state)
+{
+    (void)state;
+    assert_true(test_params_documented(desc));
+    const qh_param *block = test_param(desc, "block"), *bits = test_param(desc, "bits");
+    assert_int_equal(block->def.i, 4096); /* bitsandbytes' quantize_blockwise default */
+    assert_true(bits->min == 2 && bits->max == 8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_descriptor),        cmocka_unit_test(test_book_golden),
+        cmocka_unit_test(test_book_anchor),       cmocka_unit_test(test_seed_level_counts),
+        cmocka_unit_test(test_seed_values),       cmocka_unit_test(test_exponent_counts),
+        cmocka_unit_test(test_nearest_and_error), cmocka_unit_test(test_zeros),
+        cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_rejects),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,477 @@
+/* test_fp8.c - the fp8 quantizer plugin (OCP E4M3 / E5M2 and seed 001's variant).
+ *
+ * References written here from the definitions, not from the plugin: an OCP decoder built from the
+ * bit fields (bias, subnormals, specials), the round-to-nearest-even rule stated on neighbours,
+ * and seed 001's round_fp8 re-implemented with frexp from seeds.md 2.3. The encoder itself
+ * (fp8code.c) is also linked in to test saturation far past the range, which absmax scaling never
+ * produces through the plugin.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../plugins/quantizers/fp8/fp8code.h"
+#include "plugin_util.h"
+#include "qhost/qh_parallel.h"
+
+static const qh_plugin_desc *desc;
+
+static int setup(void **state)
+{
+    (void)state;
+    desc = test_plugin_desc(PLUGIN_FP8, QH_KIND_QUANTIZER, "fp8");
+    return desc ? 0 : -1;
+}
+
+enum { E4M3 = 0, E5M2 = 1 };
+enum { G_TENSOR = 0, G_CHANNEL, G_ROW, G_BLOCK };
+
+static void *make_cfg(int format, int gran, int block, int seed)
+{
+    void *cfg = test_config_defaults(desc);
+    test_set_int(desc, cfg, "format", format);
+    test_set_int(desc, cfg, "granularity", gran);
+    test_set_int(desc, cfg, "block", block);
+    test_set_int(desc, cfg, "mode", seed);
+    return cfg;
+}
+
+/* OCP decode from the fields: E4M3 (4, 3, bias 7), E5M2 (5, 2, bias 15). */
+static double ref_decode(int fmt, int c)
+{
+    int eb = fmt == E4M3 ? 4 : 5, mb = 7 - eb, bias = fmt == E4M3 ? 7 : 15;
+    int s = c >> 7, ef = (c >> mb) & ((1 << eb) - 1), m = c & ((1 << mb) - 1);
+    double v;
+    if (fmt == E4M3 && ef == 15 && m == 7)
+        v = NAN;
+    else if (fmt == E5M2 && ef == 31)
+        v = m ? NAN : INFINITY;
+    else if (ef == 0)
+        v = m * pow(2.0, 1 - bias - mb);
+    else
+        v = (1.0 + m / (double)(1 << mb)) * pow(2.0, ef - bias);
+    return s ? -v : v;
+}
+
+static double fmt_max(int fmt) { return fmt == E4M3 ? 448.0 : 57344.0; }
+
+typedef struct run {
+    qh_qtensor q;
+    qh_tensor *deq;
+} run;
+
+static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
+    return desc->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
+}
+
+static void run_free(run *r)
+{
+    qh_qtensor_clear(&r->q);
+    qh_tensor_free(r->deq);
+}
+
+static qh_tensor *vec(const float *v, int64_t n)
+{
+    int64_t shape[2] = {1, n};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    assert_non_null(w);
+    memcpy(w->data, v, (size_t)n * sizeof *v);
+    return w;
+}
+
+/* The plugin's dequantized values are exactly what the reference decoder makes of its codes. */
+static void check_decoder(const run *r)
+{
+    qh_tensor *dec = qh_tensor_new(QH_F32, r->deq->ndim, r->deq->shape, NULL);
+    qh_error err = {{0}};
+    assert_int_equal(qh_qtensor_dequantize(&r->q, dec, &err), QH_OK);
+    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
+    qh_tensor_free(dec);
+}
+
+/* Per-tensor scale with +-max present: scale = 1 exactly, so codes are plain FP8 casts. */
+static run cast_values(int fmt, const float *v, int64_t n)
+{
+    float *buf = malloc((size_t)(n + 1) * sizeof *buf);
+    memcpy(buf, v, (size_t)n * sizeof *v);
+    buf[n] = (float)fmt_max(fmt);
+    qh_tensor *w = vec(buf, n + 1);
+    void *cfg = make_cfg(fmt, G_TENSOR, 32, 0);
+    run r;
+    qh_error err = {{0}};
+    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_true(qh_tensor_f32(r.q.scale)[0] == 1.0f);
+    check_decoder(&r);
+    free(cfg);
+    free(buf);
+    qh_tensor_free(w);
+    return r;
+}
+
+static int is_special(int fmt, int c) { return !isfinite(ref_decode(fmt, c)); }
+
+/* Every finite code decodes (code book) and re-encodes (cast of its value) to itself. Excepted: the
+ * NaN codes (E4M3 0x7F/0xFF, E5M2 0x7D-0x7F/0xFD-0xFF) and E5M2's infinities (0x7C/0xFC), since
+ * non-finite weights are refused; their code-book entries must still be NaN / Inf. */
+static void test_all_codes(void **state)
+{
+    (void)state;
+    for (int fmt = 0; fmt < 2; fmt++) {
+        float v[256];
+        int codes[256], n = 0, specials = 0;
+        for (int c = 0; c < 256; c++) {
+            if (is_special(fmt, c)) {
+                specials++;
+                continue;
+            }
+            v[n] = (float)ref_decode(fmt, c);
+            codes[n++] = c;
+        }
+        assert_int_equal(specials, fmt == E4M3 ? 2 : 8);
+        run r = cast_values(fmt, v, n);
+        const uint8_t *k = r.q.codes->data;
+        const float *book = qh_tensor_f32(r.q.codebook);
+        assert_int_equal(qh_tensor_numel(r.q.codebook), 256);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(k[i], codes[i]);
+            assert_true(book[codes[i]] == v[i] && signbit(book[codes[i]]) == signbit(v[i]));
+            assert_true(qh_tensor_f32(r.deq)[i] == v[i]);
+        }
+        for (int c = 0; c < 256; c++)
+            if (is_special(fmt, c)) {
+                double ref = ref_decode(fmt, c);
+                assert_true(isnan(ref) ? isnan(book[c]) : book[c] == (float)ref);
+            }
+        run_free(&r);
+    }
+}
+
+/* Midpoints between neighbouring codes go to the code with an even last bit; just off the
+ * midpoint they go to the nearer code. Covers subnormals, the subnormal/normal border and every
+ * binade up to the top. */
+static void test_ties_to_even(void **state)
+{
+    (void)state;
+    for (int fmt = 0; fmt < 2; fmt++) {
+        int top = fmt == E4M3 ? 0x7E : 0x7B;
+        float v[3 * 128];
+        int want[3 * 128], n = 0;
+        for (int c = 0; c < top; c++) {
+            double a = ref_decode(fmt, c), b = ref_decode(fmt, c + 1), mid = 0.5 * (a + b);
+            assert_true((double)(float)mid == mid);
+            int sign = c % 2 ? -1 : 1; /* negative ties too */
+            v[n] = (float)(sign * mid);
+            want[n++] = (c % 2 == 0 ? c : c + 1) | (sign < 0 ? 0x80 : 0);
+            v[n] = sign * nextafterf((float)mid, 0.0f);
+            want[n++] = c | (sign < 0 ? 0x80 : 0);
+            v[n] = sign * nextafterf((float)mid, INFINITY);
+            want[n++] = (c + 1) | (sign < 0 ? 0x80 : 0);
+        }
+        run r = cast_values(fmt, v, n);
+        const uint8_t *k = r.q.codes->data;
+        for (int i = 0; i < n; i++)
+            assert_int_equal(k[i], want[i]);
+        run_free(&r);
+    }
+}
+
+/* Subnormals: multiples of the smallest step are exact, and below half a step the value flushes to
+ * a signed zero. */
+static void test_subnormals(void **state)
+{
+    (void)state;
+    for (int fmt = 0; fmt < 2; fmt++) {
+        double tiny = fmt == E4M3 ? ldexp(1, -9) : ldexp(1, -16);
+        int mmax = fmt == E4M3 ? 7 : 3;
+        float v[16];
+        int n = 0;
+        for (int m = 1; m <= mmax; m++)
+            v[n++] = (float)(m * tiny);
+        v[n++] = (float)(0.49 * tiny);
+        v[n++] = (float)(-0.49 * tiny);
+        v[n++] = -0.0f;
+        v[n++] = (float)(-0.51 * tiny);
+        run r = cast_values(fmt, v, n);
+        const uint8_t *k = r.q.codes->data;
+        const float *y = qh_tensor_f32(r.deq);
+        for (int m = 1; m <= mmax; m++)
+            assert_int_equal(k[m - 1], m);
+        assert_int_equal(k[mmax], 0x00);
+        assert_int_equal(k[mmax + 1], 0x80);
+        assert_int_equal(k[mmax + 2], 0x80);
+        assert_int_equal(k[mmax + 3], 0x81);
+        assert_true(y[mmax] == 0.0f && y[mmax + 1] == 0.0f && signbit(y[mmax + 1]));
+        run_free(&r);
+    }
+}
+
+/* Saturation: the encoder maps everything past +-max (even what IEEE rounding would send to
+ * infinity, and E5M2's infinity range) to +-max; through the plugin, a scale whose rounding makes
+ * w / scale exceed max still lands on max, never on a NaN or infinity code. */
+static void test_saturation(void **state)
+{
+    (void)state;
+    const fp8_format *f4 = fp8_format_get(FP8_E4M3), *f5 = fp8_format_get(FP8_E5M2);
+    float big4[] = {448.0f, 449.0f, 463.9f, 464.0f, 480.0f, 1e6f, 3.4e38f};
+    for (size_t i = 0; i < sizeof big4 / sizeof *big4; i++) {
+        assert_int_equal(fp8_encode(big4[i], f4), 0x7E);
+        assert_int_equal(fp8_encode(-big4[i], f4), 0xFE);
+    }
+    float big5[] = {57344.0f, 60000.0f, 61439.0f, 61440.0f, 65536.0f, 3.4e38f};
+    for (size_t i = 0; i < sizeof big5 / sizeof *big5; i++) {
+        assert_int_equal(fp8_encode(big5[i], f5), 0x7B);
+        assert_int_equal(fp8_encode(-big5[i], f5), 0xFB);
+    }
+    assert_int_equal(fp8_encode(432.0f, f4), 0x7E);         /* tie between 416 and 448: even */
+    assert_int_equal(fp8_encode(nextafterf(432.0f, 0), f4), 0x7D);
+    for (int fmt = 0; fmt < 2; fmt++) {
+        float mx = (float)fmt_max(fmt), x = 0.0f;
+        for (float t = 1.0f; t < 2.0f; t = nextafterf(t, 2.0f)) /* an absmax whose scale rounds down */
+            if (t / (t / mx) > mx) {
+                x = t;
+                break;
+            }
+        assert_true(x > 0.0f);
+        float v[2] = {x, -x};
+        qh_tensor *w = vec(v, 2);
+        void *cfg = make_cfg(fmt, G_TENSOR, 32, 0);
+        run r;
+        qh_error err = {{0}};
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        const uint8_t *k = r.q.codes->data;
+        assert_int_equal(k[0], fmt == E4M3 ? 0x7E : 0x7B);
+        assert_int_equal(k[1], fmt == E4M3 ? 0xFE : 0xFB);
+        assert_true(isfinite(qh_tensor_f32(r.deq)[0]));
+        run_free(&r);
+        free(cfg);
+        qh_tensor_free(w);
+    }
+}
+
+static qh_tensor *gaussian(int64_t rows, int64_t cols, uint64_t seed)
+{
+    int64_t shape[2] = {rows, cols};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    qh_rng r;
+    qh_rng_seed(&r, seed);
+    float *x = qh_tensor_f32(w);
+    for (int64_t i = 0; i < rows * cols; i++)
+        x[i] = (float)(qh_rng_normal(&r) * (0.05 + 0.01 * (double)(i / cols)));
+    return w;
+}
+
+/* Error bound: |w - deq| <= half an ulp of the format at |w| / scale, i.e. relative 2^-(M+1) in
+ * the normal range and 2^(emin - M - 1) * scale in the subnormal range (float slack 1e-6). And a
+ * ggml-style table: RMS error / RMS weight on Gaussian rows stays under the per-format bound. */
+static void test_error_bound(void **state)
+{
+    (void)state;
+    const double rel_table[2] = {0.030, 0.060}; /* measured 0.025-0.026 (E4M3), 0.051-0.053 (E5M2) */
+    qh_tensor *w = gaussian(16, 300, 42);
+    const float *x = qh_tensor_f32(w);
+    for (int fmt = 0; fmt < 2; fmt++)
+        for (int gran = 0; gran < 4; gran++) {
+            void *cfg = make_cfg(fmt, gran, 64, 0);
+            run r;
+            qh_error err = {{0}};
+            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            check_decoder(&r);
+            int mb = fmt == E4M3 ? 3 : 2, emin = fmt == E4M3 ? -6 : -14;
+            int64_t groups = qh_tensor_numel(r.q.scale);
+            assert_int_equal(groups, gran == G_TENSOR ? 1 : gran == G_BLOCK ? 16 * 5 : 16);
+            assert_int_equal(qh_qtensor_groups(&r.q, w), groups);
+            double se = 0, sx = 0;
+            for (int64_t i = 0; i < 16 * 300; i++) {
+                int64_t g = gran == G_TENSOR ? 0 : gran == G_BLOCK ? (i / 300) * 5 + (i % 300) / 64 : i / 300;
+                double s = qh_tensor_f32(r.q.scale)[g], e = fabs((double)x[i] - qh_tensor_f32(r.deq)[i]);
+                double bound = fmax(fabs(x[i]) * ldexp(1, -(mb + 1)), s * ldexp(1, emin - mb - 1));
+                assert_true(e <= bound * (1 + 1e-6));
+                se += e * e;
+                sx += (double)x[i] * x[i];
+            }
+            assert_true(sqrt(se / sx) < rel_table[fmt]);
+            assert_int_equal(qh_qtensor_bytes(&r.q), 16 * 300 + 4 * groups); /* fixed code book: not counted */
+            run_free(&r);
+            free(cfg);
+        }
+    qh_tensor_free(w);
+}
+
+/* A block length that does not divide the row: each row ends with a shorter block of its own. */
+static void test_partial_blocks(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(3, 10, 7);
+    void *cfg = make_cfg(E4M3, G_BLOCK, 4, 0);
+    run r;
+    qh_error err = {{0}};
+    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_int_equal(r.q.gran, QH_QG_BLOCK);
+    assert_int_equal(r.q.block, 4);
+    assert_int_equal(qh_tensor_numel(r.q.scale), 9);
+    const float *x = qh_tensor_f32(w), *s = qh_tensor_f32(r.q.scale);
+    for (int row = 0; row < 3; row++) /* the short block's scale comes from its own 2 elements */
+        assert_true(s[row * 3 + 2] == fmaxf(fabsf(x[row * 10 + 8]), fabsf(x[row * 10 + 9])) / 448.0f);
+    check_decoder(&r);
+    run_free(&r);
+    free(cfg);
+    qh_tensor_free(w);
+}
+
+/* seed 001's round_fp8(v, exp) from seeds.md 2.3, with frexp instead of bit fields (normal floats). */
+static double seed_ref(double v, int exp)
+{
+    int mb = 7 - exp, lo = -(1 << exp) + 2, hi = (1 << exp) - 1;
+    double a = fabs(v), m = 0;
+    int e = -127; /* zero: biased exponent field 0 */
+    if (a > 0) {
+        int fe;
+        double fr = frexp(a, &fe); /* a = fr 2^fe, fr in [0.5, 1) */
+        e = fe - 1;
+        m = floor((2 * fr - 1) * (1 << mb)); /* truncate the fraction to mb bits */
+    }
+    e = e < lo ? lo : e > hi ? hi : e;
+    double r = (1 + m / (1 << mb)) * pow(2.0, e);
+    return signbit(v) ? -r : r;
+}
+
+static void test_seed_mode(void **state)
+{
+    (void)state;
+    float v[2][8] = {{1.0f, 0.7f, -0.3f, 0.0f, 1e-5f, -3e-7f, 0.15f, 0.999f},
+                     {2.5f, -2.5f, 1.3f, 0.01f, -0.77f, 2.4f, 0.0f, 1e-3f}};
+    for (int fmt = 0; fmt < 2; fmt++) {
+        int64_t shape[2] = {2, 8};
+        qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+        memcpy(w->data, v, sizeof v);
+        void *cfg = make_cfg(fmt, G_ROW, 32, 1);
+        run r;
+        qh_error err = {{0}};
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        assert_int_equal(qh_tensor_numel(r.q.codebook), fmt == E4M3 ? 240 : 248);
+        const float *y = qh_tensor_f32(r.deq);
+        for (int row = 0; row < 2; row++) {
+            float amax = row == 0 ? 1.0f : 2.5f;
+            assert_true(qh_tensor_f32(r.q.scale)[row] == amax);
+            for (int i = 0; i < 8; i++) {
+                double want = seed_ref(v[row][i] / amax, fmt == E4M3 ? 4 : 5) * amax;
+                assert_float_equal(y[row * 8 + i], want, 1e-6 * fabs(want));
+            }
+        }
+        /* the seed's zero: +2^-14 (E4M3-like) or +2^-30 (E5M2-like) times the row maximum */
+        assert_true(y[3] == (fmt == E4M3 ? ldexpf(1, -14) : ldexpf(1, -30)));
+        check_decoder(&r);
+        run_free(&r);
+        free(cfg);
+        qh_tensor_free(w);
+    }
+}
+
+/* All-zero rows and exact zeros: no NaN in any mode; OCP zeros are exact. */
+static void test_zeros(void **state)
+{
+    (void)state;
+    float v[12] = {0, 0, 0, 0, 0, 0, 1.5f, 0.0f, -0.0f, -2.0f, 0.25f, 0.0f};
+    int64_t shape[2] = {2, 6};
+    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    memcpy(w->data, v, sizeof v);
+    for (int seed = 0; seed < 2; seed++)
+        for (int fmt = 0; fmt < 2; fmt++) {
+            void *cfg = make_cfg(fmt, G_ROW, 32, seed);
+            run r;
+            qh_error err = {{0}};
+            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            const float *y = qh_tensor_f32(r.deq);
+            for (int i = 0; i < 12; i++)
+                assert_false(isnan(y[i]));
+            for (int i = 0; i < 6; i++)
+                assert_true(y[i] == 0.0f); /* the all-zero row */
+            if (!seed)
+                assert_true(y[7] == 0.0f && y[8] == 0.0f && y[11] == 0.0f);
+            check_decoder(&r);
+            run_free(&r);
+            free(cfg);
+        }
+    qh_tensor_free(w);
+}
+
+static void test_threads_identical(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(37, 257, 3);
+    for (int gran = 0; gran < 4; gran++)
+        for (int seed = 0; seed < 2; seed++) {
+            void *cfg = make_cfg(E4M3, gran, 16, seed);
+            run a, b;
+            qh_error err = {{0}};
+            qh_set_threads(1);
+            assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
+            qh_set_threads(2);
+            assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
+            assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
+            assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
+            assert_memory_equal(a.q.scale->data, b.q.scale->data, qh_tensor_nbytes(a.q.scale));
+            run_free(&a);
+            run_free(&b);
+            free(cfg);
+        }
+    qh_tensor_free(w);
+}
+
+static void test_rejects(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(3, 8, 5);
+    void *cfg = make_cfg(E4M3, G_CHANNEL, 32, 0);
+    run r;
+    qh_error err = {{0}};
+    qh_tensor_f32(w)[10] = NAN;
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "element 10 is NaN"));
+    assert_null(strstr(err.msg, "test.weight")); /* the host adds the tensor name */
+    assert_null(r.q.codes);
+    qh_tensor_free(r.deq);
+    qh_tensor_f32(w)[10] = -INFINITY;
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "element 10 is infinite"));
+    qh_tensor_free(r.deq);
+    qh_tensor_f32(w)[10] = 0.0f;
+    test_set_int(desc, cfg, "block", 0);
+    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
+    assert_non_null(strstr(err.msg, "block = 0"));
+    qh_tensor_free(r.deq);
+    free(cfg);
+    qh_tensor_free(w);
+}
+
+static void test_descriptor(void **state)
+{
+    (void)state;
+    const qh_library *lib = test_plugin_library(PLUGIN_FP8);
+    assert_string_equal(lib->name, "qhost-quantizer-fp8");
+    assert_true(test_params_documented(desc));
+    const qh_param *fmt = test_param(desc, "format"), *mode = test_param(desc, "mode");
+    assert_string_equal(fmt->choices[fmt->def.i], "e4m3");
+    assert_string_equal(mode->choices[mode->def.i], "ocp");
+    assert_true(test_param(desc, "block")->min == 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_descriptor),     cmocka_unit_test(test_all_codes),
+        cmocka_unit_test(test_ties_to_even),   cmocka_unit_test(test_subnormals),
+        cmocka_unit_test(test_saturation),     cmocka_unit_test(test_error_bound),
+        cmocka_unit_test(test_partial_blocks), cmocka_unit_test(test_seed_mode),
+        cmocka_unit_test(test_zeros),          cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_rejects),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
