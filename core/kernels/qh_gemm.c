@@ -78,10 +78,64 @@ static void pack_a(bool ta, const float *A, int64_t lda, int64_t i0, int64_t mc,
     }
 }
 
+#ifdef QH_GEMM_X86
+/* Full transposed panel (tb, nr == NR): 8 x 8 blocks transposed in registers; the scalar loop
+ * below does the same copy one float at a time (a strided store each). */
+__attribute__((target("avx2,fma"))) static void transpose8(const float *const *src, int64_t k, float *out)
+{
+    __m256 r0 = _mm256_loadu_ps(src[0] + k), r1 = _mm256_loadu_ps(src[1] + k), r2 = _mm256_loadu_ps(src[2] + k);
+    __m256 r3 = _mm256_loadu_ps(src[3] + k), r4 = _mm256_loadu_ps(src[4] + k), r5 = _mm256_loadu_ps(src[5] + k);
+    __m256 r6 = _mm256_loadu_ps(src[6] + k), r7 = _mm256_loadu_ps(src[7] + k);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(out + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(out + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(out + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(out + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(out + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(out + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(out + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(out + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* Returns the number of leading rows of the panel it packed (a multiple of 8). */
+static int64_t pack_b_panel_t_avx2(const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j, float *dst)
+{
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0;
+    const float *src[NR];
+    for (int c = 0; c < NR; c++)
+        src[c] = B + (j + c) * ldb + k0;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        transpose8(src, k, dst + k * NR);
+        transpose8(src + 8, k, dst + k * NR + 8);
+    }
+    return k;
+}
+#endif
+
 /* One NR-column panel: columns [j, j + nr) of op(B), rows [k0, k0 + kc). */
 static void pack_b_panel(bool tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j, int64_t nr,
                          float *dst)
 {
+#ifdef QH_GEMM_X86
+    if (tb && nr == NR) {
+        int64_t done = pack_b_panel_t_avx2(B, ldb, k0, kc, j, dst);
+        for (int64_t c = 0; c < NR; c++) {
+            const float *src = B + (j + c) * ldb + k0;
+            for (int64_t k = done; k < kc; k++)
+                dst[k * NR + c] = src[k];
+        }
+        return;
+    }
+#endif
     if (!tb) {
         for (int64_t k = 0; k < kc; k++) {
             memcpy(dst + k * NR, B + (k0 + k) * ldb + j, sizeof(float) * (size_t)nr);
