@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch 1.13 reference for bench_lenet5.c: the same LeNet-5, batch 256, same thread count.
+"""PyTorch 1.13 reference for `bench-models lenet5` (bench/bench_models.c): the same LeNet-5, batch 256, same thread count.
 
 Training = SGD(lr 0.01, momentum 0.9) steps with cross-entropy over 12 batches of random data
 (one "epoch" as in the C bench, batches drawn by a shuffled index); inference = eval +

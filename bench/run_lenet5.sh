@@ -10,13 +10,14 @@ threads=${2:-2}
 rounds=${3:-3}
 out=$(mktemp)
 for r in $(seq "$rounds"); do
-    "$build/bench/bench-lenet5" "$threads" 5 >>"$out"
+    "$build/bench/bench-models" lenet5 1 28 28 -t "$threads" -r 5 -k 12 >>"$out"
     /usr/bin/python3 bench/pytorch_lenet5.py "$threads" 5 >>"$out"
 done
 /usr/bin/python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 q = [r for r in rows if r["impl"] == "qhost"]
+assert q and all(r["batch"] == 256 for r in rows), "both sides must run batch 256"
 t = [r for r in rows if r["impl"] != "qhost"]
 def med(rs, k): return statistics.median(r[k] for r in rs)
 print(f"LeNet-5, batch 256, {q[0]['threads']} threads, {len(q)} alternating rounds (medians of medians)")
