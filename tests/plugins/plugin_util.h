@@ -112,4 +112,25 @@ static inline int test_params_documented(const qh_plugin_desc *d)
     return 1;
 }
 
+
+/* One quantizer call through the plugin's vtable: codes and parameters in q, values in deq. */
+typedef struct test_qrun {
+    qh_qtensor q;
+    qh_tensor *deq;
+} test_qrun;
+
+static inline qh_status test_quantize(const qh_plugin_desc *d, void *cfg, const qh_tensor *w, test_qrun *out,
+                                      qh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
+    return d->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
+}
+
+static inline void test_qrun_free(test_qrun *r)
+{
+    qh_qtensor_clear(&r->q);
+    qh_tensor_free(r->deq);
+}
+
 #endif /* QH_TEST_PLUGIN_UTIL_H */

@@ -59,22 +59,12 @@ static double ref_decode(int fmt, int c)
 
 static double fmt_max(int fmt) { return fmt == E4M3 ? 448.0 : 57344.0; }
 
-typedef struct run {
-    qh_qtensor q;
-    qh_tensor *deq;
-} run;
+typedef test_qrun run;
+#define run_free test_qrun_free
 
 static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
 {
-    memset(out, 0, sizeof *out);
-    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    return desc->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
-}
-
-static void run_free(run *r)
-{
-    qh_qtensor_clear(&r->q);
-    qh_tensor_free(r->deq);
+    return test_quantize(desc, cfg, w, out, err);
 }
 
 static qh_tensor *vec(const float *v, int64_t n)

@@ -63,22 +63,12 @@ static qh_tensor *make_weights(int64_t rows, int zero_row, uint64_t seed)
     return w;
 }
 
-typedef struct run {
-    qh_qtensor q;
-    qh_tensor *deq;
-} run;
+typedef test_qrun run;
+#define run_free test_qrun_free
 
 static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
 {
-    memset(out, 0, sizeof *out);
-    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    return desc->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
-}
-
-static void run_free(run *r)
-{
-    qh_qtensor_clear(&r->q);
-    qh_tensor_free(r->deq);
+    return test_quantize(desc, cfg, w, out, err);
 }
 
 /* Closed-form grid of one group, in double; returns scale, zero and the code range. */

@@ -36,22 +36,12 @@ static void *make_cfg(int bits, int code, int group, int seed)
     return cfg;
 }
 
-typedef struct run {
-    qh_qtensor q;
-    qh_tensor *deq;
-} run;
+typedef test_qrun run;
+#define run_free test_qrun_free
 
 static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
 {
-    memset(out, 0, sizeof *out);
-    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    return desc->ops.quantizer->quantize(cfg, "test.weight", w, &out->q, out->deq, err);
-}
-
-static void run_free(run *r)
-{
-    qh_qtensor_clear(&r->q);
-    qh_tensor_free(r->deq);
+    return test_quantize(desc, cfg, w, out, err);
 }
 
 static void check_decoder(const run *r)
