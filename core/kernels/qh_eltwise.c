@@ -5,19 +5,14 @@
  * reference (no FMA contraction), so they agree with it bit for bit. tanh itself is libm tanhf in
  * both versions: a vector approximation would buy little next to the convolutions and would need
  * its own error analysis. */
+#include "qh_elementwise_impl.h"
 #include "qh_kernels.h"
 
 #include <math.h>
 
 #include "qhost/qh_parallel.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define QH_X86 1
-#endif
 
-/* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
 
 /* ---------------------------------------------------------------- references */
 
@@ -50,11 +45,6 @@ void qh_k_tanh_bwd_f32_ref(int64_t n, const float *y, const float *dy, float *dx
 /* ---------------------------------------------------------------- AVX2 chunks */
 
 #ifdef QH_X86
-static int have_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 /* max(x, 0) maps -0 and NaN to +0 exactly like the reference's (x > 0 ? x : 0): maxps returns its
  * second operand when the comparison is false or unordered. */
 __attribute__((target("avx2,fma"))) static void relu_fwd_avx2(int64_t n, const float *x, float *y)
@@ -91,66 +81,23 @@ __attribute__((target("avx2,fma"))) static void tanh_bwd_avx2(int64_t n, const f
 }
 #endif
 
-/* ---------------------------------------------------------------- dispatch over thread chunks
- * The range is cut into one contiguous chunk per thread, each chunk aligned to 8 elements so the
- * vector loops see full lanes. */
-
-typedef void (*unary_fn)(int64_t n, const float *a, float *out);
-typedef void (*binary_fn)(int64_t n, const float *a, const float *b, float *out);
-
-static int chunk_count(int64_t n)
-{
-    int t = qh_threads();
-    return n < PAR_MIN || t < 1 ? 1 : t;
-}
-
-static void chunk_range(int64_t n, int parts, int k, int64_t *lo, int64_t *len)
-{
-    int64_t step = ((n + parts - 1) / parts + 7) / 8 * 8;
-    int64_t a = step * k, b = a + step;
-    *lo = a < n ? a : n;
-    *len = (b < n ? b : n) - *lo;
-}
-
-static void run_unary(unary_fn f, int64_t n, const float *a, float *out)
-{
-    int parts = chunk_count(n);
-#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-    for (int k = 0; k < parts; k++) {
-        int64_t lo, len;
-        chunk_range(n, parts, k, &lo, &len);
-        f(len, a + lo, out + lo);
-    }
-}
-
-static void run_binary(binary_fn f, int64_t n, const float *a, const float *b, float *out)
-{
-    int parts = chunk_count(n);
-#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-    for (int k = 0; k < parts; k++) {
-        int64_t lo, len;
-        chunk_range(n, parts, k, &lo, &len);
-        f(len, a + lo, b + lo, out + lo);
-    }
-}
-
 /* ---------------------------------------------------------------- optimized entry points */
 
 void qh_k_relu_fwd_f32(int64_t n, const float *x, float *y)
 {
 #ifdef QH_X86
-    run_unary(have_avx2() ? relu_fwd_avx2 : qh_k_relu_fwd_f32_ref, n, x, y);
+    qhi_run_unary(qhi_have_avx2() ? relu_fwd_avx2 : qh_k_relu_fwd_f32_ref, n, x, y);
 #else
-    run_unary(qh_k_relu_fwd_f32_ref, n, x, y);
+    qhi_run_unary(qh_k_relu_fwd_f32_ref, n, x, y);
 #endif
 }
 
 void qh_k_relu_bwd_f32(int64_t n, const float *y, const float *dy, float *dx)
 {
 #ifdef QH_X86
-    run_binary(have_avx2() ? relu_bwd_avx2 : qh_k_relu_bwd_f32_ref, n, y, dy, dx);
+    qhi_run_binary(qhi_have_avx2() ? relu_bwd_avx2 : qh_k_relu_bwd_f32_ref, n, y, dy, dx);
 #else
-    run_binary(qh_k_relu_bwd_f32_ref, n, y, dy, dx);
+    qhi_run_binary(qh_k_relu_bwd_f32_ref, n, y, dy, dx);
 #endif
 }
 
@@ -161,7 +108,7 @@ void qh_k_tanh_fwd_f32(int64_t n, const float *x, float *y)
 #pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
     for (int k = 0; k < parts; k++) {
         int64_t lo, len;
-        chunk_range(n, parts, k, &lo, &len);
+        qhi_chunk_range(n, parts, k, &lo, &len);
         qh_k_tanh_fwd_f32_ref(len, x + lo, y + lo);
     }
 }
@@ -169,8 +116,8 @@ void qh_k_tanh_fwd_f32(int64_t n, const float *x, float *y)
 void qh_k_tanh_bwd_f32(int64_t n, const float *y, const float *dy, float *dx)
 {
 #ifdef QH_X86
-    run_binary(have_avx2() ? tanh_bwd_avx2 : qh_k_tanh_bwd_f32_ref, n, y, dy, dx);
+    qhi_run_binary(qhi_have_avx2() ? tanh_bwd_avx2 : qh_k_tanh_bwd_f32_ref, n, y, dy, dx);
 #else
-    run_binary(qh_k_tanh_bwd_f32_ref, n, y, dy, dx);
+    qhi_run_binary(qh_k_tanh_bwd_f32_ref, n, y, dy, dx);
 #endif
 }

@@ -2,17 +2,12 @@
  *
  * Elementwise: each output depends on one position only, so any split over threads gives the same
  * bytes. The AVX2 paths do the very IEEE operations of the references, bit for bit. */
+#include "qh_elementwise_impl.h"
 #include "qh_kernels.h"
 
 #include "qhost/qh_parallel.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define QH_X86 1
-#endif
 
-/* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
 
 /* ---------------------------------------------------------------- references */
 
@@ -41,11 +36,6 @@ void qh_k_add_f32_ref(int64_t n, const float *a, const float *b, float *y)
 /* ---------------------------------------------------------------- AVX2 chunks */
 
 #ifdef QH_X86
-static int have_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 /* maxps(x, 0) yields its second operand (0) for NaN, like the reference's comparison. */
 __attribute__((target("avx2,fma"))) static void relu6_fwd_avx2(int64_t n, const float *x, float *y)
 {
@@ -78,73 +68,31 @@ __attribute__((target("avx2,fma"))) static void add_avx2(int64_t n, const float 
 }
 #endif
 
-/* ---------------------------------------------------------------- dispatch over thread chunks
- * One contiguous chunk per thread, aligned to 8 elements so the vector loops see full lanes. */
-
-typedef void (*unary_fn)(int64_t n, const float *a, float *out);
-typedef void (*binary_fn)(int64_t n, const float *a, const float *b, float *out);
-
-static int chunk_count(int64_t n)
-{
-    int t = qh_threads();
-    return n < PAR_MIN || t < 1 ? 1 : t;
-}
-
-static void chunk_range(int64_t n, int parts, int k, int64_t *lo, int64_t *len)
-{
-    int64_t step = ((n + parts - 1) / parts + 7) / 8 * 8;
-    int64_t a = step * k, b = a + step;
-    *lo = a < n ? a : n;
-    *len = (b < n ? b : n) - *lo;
-}
-
-static void run_unary(unary_fn f, int64_t n, const float *a, float *out)
-{
-    int parts = chunk_count(n);
-#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-    for (int k = 0; k < parts; k++) {
-        int64_t lo, len;
-        chunk_range(n, parts, k, &lo, &len);
-        f(len, a + lo, out + lo);
-    }
-}
-
-static void run_binary(binary_fn f, int64_t n, const float *a, const float *b, float *out)
-{
-    int parts = chunk_count(n);
-#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-    for (int k = 0; k < parts; k++) {
-        int64_t lo, len;
-        chunk_range(n, parts, k, &lo, &len);
-        f(len, a + lo, b + lo, out + lo);
-    }
-}
-
 /* ---------------------------------------------------------------- optimized entry points */
 
 void qh_k_relu6_fwd_f32(int64_t n, const float *x, float *y)
 {
 #ifdef QH_X86
-    run_unary(have_avx2() ? relu6_fwd_avx2 : qh_k_relu6_fwd_f32_ref, n, x, y);
+    qhi_run_unary(qhi_have_avx2() ? relu6_fwd_avx2 : qh_k_relu6_fwd_f32_ref, n, x, y);
 #else
-    run_unary(qh_k_relu6_fwd_f32_ref, n, x, y);
+    qhi_run_unary(qh_k_relu6_fwd_f32_ref, n, x, y);
 #endif
 }
 
 void qh_k_relu6_bwd_f32(int64_t n, const float *x, const float *dy, float *dx)
 {
 #ifdef QH_X86
-    run_binary(have_avx2() ? relu6_bwd_avx2 : qh_k_relu6_bwd_f32_ref, n, x, dy, dx);
+    qhi_run_binary(qhi_have_avx2() ? relu6_bwd_avx2 : qh_k_relu6_bwd_f32_ref, n, x, dy, dx);
 #else
-    run_binary(qh_k_relu6_bwd_f32_ref, n, x, dy, dx);
+    qhi_run_binary(qh_k_relu6_bwd_f32_ref, n, x, dy, dx);
 #endif
 }
 
 void qh_k_add_f32(int64_t n, const float *a, const float *b, float *y)
 {
 #ifdef QH_X86
-    run_binary(have_avx2() ? add_avx2 : qh_k_add_f32_ref, n, a, b, y);
+    qhi_run_binary(qhi_have_avx2() ? add_avx2 : qh_k_add_f32_ref, n, a, b, y);
 #else
-    run_binary(qh_k_add_f32_ref, n, a, b, y);
+    qhi_run_binary(qh_k_add_f32_ref, n, a, b, y);
 #endif
 }
