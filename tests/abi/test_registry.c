@@ -1,5 +1,5 @@
 /* test_registry.c - loading real shared objects: one fake plugin per rejection (exact message),
- * the ABI 1.0 plugin in this 1.1 host, directory scans and the search path. */
+ * the ABI 1.0 plugin in this 1.2 host, directory scans and the search path. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +31,7 @@ static int rejection_cases(rejection_case *c)
     CASE(FAKE("bad-name"), "plugin #0: bad name 'Bad-Name' (must match [a-z0-9_]+)");
     CASE(FAKE("dup-name"), "quantizer 'twin': declared twice in this library");
     CASE(FAKE("missing-method"), "quantizer 'missing_method': missing required method quantize");
-    CASE(FAKE("newer-minor"), "built for ABI 1.5, newer than this host's 1.1");
+    CASE(FAKE("newer-minor"), "built for ABI 1.5, newer than this host's 1.2");
     CASE(FAKE("no-entry"), "no qh_plugin_entry symbol (not a qhost plugin)");
     CASE(FAKE("null-entry"), "qh_plugin_entry returned NULL");
     CASE(FAKE("param-range"), "quantizer 'param_range': parameter 'bits': default 12 is outside [2, 8]");

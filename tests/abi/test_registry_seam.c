@@ -87,7 +87,7 @@ static int q_accepts(void *state, const char *name, const qh_tensor *w)
 static const qh_model_ops model_ops = {sizeof(qh_model_ops), m_build};
 static const qh_dataset_ops dataset_ops = {sizeof(qh_dataset_ops), d_open, d_close, d_load, NULL};
 static const qh_pruner_ops pruner_ops = {sizeof(qh_pruner_ops), NULL, NULL, p_prune};
-static const qh_quantizer_ops quantizer_ops = {sizeof(qh_quantizer_ops), NULL, NULL, q_quantize, q_accepts};
+static const qh_quantizer_ops quantizer_ops = {.struct_size = sizeof(qh_quantizer_ops), .quantize = q_quantize, .accepts = q_accepts};
 
 typedef struct cfg {
     int64_t bits;
@@ -218,7 +218,7 @@ static void test_ops_rejections(void **state)
     d = desc_of(QH_KIND_PRUNER, "p");
     d.ops.pruner = &po;
     expect_desc_rejected(&d, "pruner 'p': missing required method prune");
-    qh_quantizer_ops qo = {QH_QUANTIZER_OPS_SIZE_1_0, NULL, NULL, NULL, NULL};
+    qh_quantizer_ops qo = {.struct_size = QH_QUANTIZER_OPS_SIZE_1_0};
     d = desc_of(QH_KIND_QUANTIZER, "q");
     d.ops.quantizer = &qo;
     expect_desc_rejected(&d, "quantizer 'q': missing required method quantize");

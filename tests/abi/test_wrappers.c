@@ -279,7 +279,7 @@ static void test_quantizer(void **state)
 {
     (void)state;
     qh_plugin p = plugin_of(QH_KIND_QUANTIZER, "sign");
-    p.ops.quantizer = (qh_quantizer_ops){sizeof(qh_quantizer_ops), NULL, NULL, q_quantize, NULL};
+    p.ops.quantizer = (qh_quantizer_ops){.struct_size = sizeof(qh_quantizer_ops), .quantize = q_quantize};
     const int64_t shape[2] = {2, 2};
     qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
     qh_tensor *deq = qh_tensor_new(QH_F32, 2, shape, NULL);

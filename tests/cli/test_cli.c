@@ -77,7 +77,7 @@ static void test_cli_usage_and_flags(void **state)
     assert_non_null(strstr(out_text, "usage: qhost"));
     assert_non_null(strstr(out_text, "--list-plugins"));
     assert_int_equal(qhost("--version"), 0);
-    assert_non_null(strstr(out_text, "plugin ABI 1.1"));
+    assert_non_null(strstr(out_text, "plugin ABI 1.2"));
     assert_int_equal(qhost("--frobnicate x.ini"), 2);
     assert_non_null(strstr(err_text, "unknown option '--frobnicate'"));
     assert_int_equal(qhost("-j"), 2);
@@ -344,7 +344,7 @@ static void test_cli_full_pipeline_outputs_and_reload(void **state)
     assert_true(json_array_size(json_object_get(man, "plugins")) == 4);
     json_t *p0 = json_array_get(json_object_get(man, "plugins"), 0);
     assert_string_equal(json_string_value(json_object_get(p0, "name")), "mlp");
-    assert_string_equal(json_string_value(json_object_get(p0, "abi")), "1.1");
+    assert_string_equal(json_string_value(json_object_get(p0, "abi")), "1.2");
     assert_non_null(json_string_value(json_object_get(p0, "version")));
     assert_non_null(json_string_value(json_object_get(json_object_get(man, "dataset"), "identity")));
     assert_non_null(json_object_get(json_object_get(man, "host"), "cpu"));

@@ -92,7 +92,7 @@ static const qh_param linear_params[] = {
     QH_P_BOOL("symmetric", linear_cfg, symmetric, 1, "zero point at 0"),
     QH_P_END,
 };
-static const qh_quantizer_ops linear_ops = {sizeof(qh_quantizer_ops), NULL, NULL, linear_quantize, NULL};
+static const qh_quantizer_ops linear_ops = {.struct_size = sizeof(qh_quantizer_ops), .quantize = linear_quantize};
 static const qh_plugin_desc linear_desc = {sizeof(qh_plugin_desc), QH_KIND_QUANTIZER, "linear", "uniform", NULL,
                                            linear_params, sizeof(linear_cfg), {.quantizer = &linear_ops}};
 

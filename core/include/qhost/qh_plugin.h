@@ -20,7 +20,8 @@
  *    within qh_threads();
  *  - libraries are never unloaded while the process runs.
  *
- * History: 1.0 first release. 1.1 appended qh_quantizer_ops.accepts.
+ * History: 1.0 first release. 1.1 appended qh_quantizer_ops.accepts. 1.2 appended
+ * qh_quantizer_ops.calib_needs and quantize_calib (data-aware quantizers, qh_calib_layer).
  */
 #ifndef QH_PLUGIN_H
 #define QH_PLUGIN_H
@@ -41,7 +42,7 @@ extern "C" {
 #endif
 
 #define QH_ABI_MAJOR 1
-#define QH_ABI_MINOR 1
+#define QH_ABI_MINOR 2
 #define QH_PLUGIN_MAGIC 0x51484C42u /* "QHLB" */
 #define QH_PLUGIN_ENTRY_SYMBOL "qh_plugin_entry"
 
@@ -143,7 +144,29 @@ typedef struct qh_pruner_ops {
     qh_status (*prune)(void *state, qh_prune_target *targets, int32_t n, double sparsity, qh_error *err);
 } qh_pruner_ops;
 
-/* quantizer (tensor-wise, data-free contract). */
+/* 1.2: what a data-aware quantizer asks the host to capture for one layer (bits of calib_needs). */
+enum {
+    QH_CALIB_X = 1u << 0,  /* the layer's inputs in the original (float) network */
+    QH_CALIB_XQ = 1u << 1, /* the layer's inputs in the network quantized so far */
+    QH_CALIB_H = 1u << 2   /* H = XQ^T XQ (double, cols x cols), summed over the m samples */
+};
+
+/* 1.2: one target layer's calibration data, captured by the host in network order. For a conv the
+ * samples are unfolded input patches laid out as the weight's rows are (channel, kh, kw). */
+typedef struct qh_calib_layer {
+    uint32_t struct_size;
+    const char *name;    /* the weight's state_dict name, e.g. "layer1.0.conv1.weight" */
+    const qh_tensor *w;  /* F32 weight as the model holds it: [rows, cols] or [rows, C, kh, kw] */
+    int64_t rows, cols;  /* neurons N and inputs per neuron d (C*kh*kw for a conv) */
+    int64_t m;           /* calibration samples: images x patches kept */
+    const float *x;      /* m x cols, row-major; NULL unless QH_CALIB_X was asked for */
+    const float *xq;     /* m x cols, row-major; NULL unless QH_CALIB_XQ was asked for */
+    const double *h;     /* cols x cols; NULL unless QH_CALIB_H was asked for */
+    int32_t is_conv;     /* 1: conv (samples are patches), 0: linear */
+    int32_t index;       /* position among the stage's target layers, 0-based, network order */
+} qh_calib_layer;
+
+/* quantizer (tensor-wise, data-free contract; 1.2 adds an optional data-aware one). */
 typedef struct qh_quantizer_ops {
     uint32_t struct_size;
     /* optional (NULL: state = the config block) */
@@ -157,6 +180,12 @@ typedef struct qh_quantizer_ops {
     /* --- 1.1 --- optional (NULL: every F32 tensor of rank >= 2): whether this tensor can be
      * quantized; the host skips and logs the others. */
     int (*accepts)(void *state, const char *name, const qh_tensor *w);
+    /* --- 1.2 --- optional (NULL or 0: data-free): the QH_CALIB_* data this tensor needs. When
+     * nonzero the host captures it and calls quantize_calib instead of quantize. */
+    uint32_t (*calib_needs)(void *state, const char *name, const qh_tensor *w);
+    /* optional, required when calib_needs can return nonzero: as quantize, from calibration data. */
+    qh_status (*quantize_calib)(void *state, const qh_calib_layer *c, qh_qtensor *q, qh_tensor *deq,
+                                qh_error *err);
 } qh_quantizer_ops;
 
 /* Sizes of the 1.0 layouts: the smallest struct_size a host accepts. */
