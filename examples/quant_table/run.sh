@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# run.sh - issue 5's results table: weight quantization method x bits x granularity on LeNet-5 /
-# Fashion-MNIST, every row from the same FP32 model (base.ini), each a two-stage qhost pipeline
-# (quantize, evaluate). Writes runs/quant_table/report.md (and .csv).
-# usage: examples/quant_table/run.sh [QHOST] [OUT_DIR]        (~3 minutes on the 2-core machine)
+# run.sh - issue 5's results table: weight quantization method x bits x granularity on Fashion-MNIST,
+# every row from the same FP32 model, each a two-stage qhost pipeline (quantize, evaluate).
+# Writes OUT_DIR/report.md.
+# usage: examples/quant_table/run.sh [QHOST] [OUT_DIR] [WEIGHTS MODEL [MODEL_KEY=VALUE ...]]
+#   LeNet-5 (default): trains base.ini's FP32 model first         (~3 minutes on the 2-core machine)
+#   ResNet-20: run.sh build/apps/qhost/qhost runs/quant_table_r20 resnet20-fmnist.safetensors \
+#              resnet20 shortcut=A                                 (~10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 qhost=${1:-build/apps/qhost/qhost}
 out=${2:-runs/quant_table}
 mkdir -p "$out"
-[ -f "$out/base/fp32.safetensors" ] || "$qhost" -q -o "$out/base" examples/quant_table/base.ini
+if [ $# -ge 4 ]; then # a user-given FP32 model: evaluate it once as the baseline
+    weights=$(realpath "$3") model=$4
+    model_keys=("${@:5}")
+    if [ ! -f "$out/base/metrics.json" ]; then
+        printf '[pipeline]\nseed = 1\nthreads = 2\nstages = eval\n[model]\nplugin = %s\nweights = %s\n%s\n[dataset]\nplugin = idx\n[eval]\ntype = evaluate\n' \
+            "$model" "$weights" "$(printf '%s\n' "${model_keys[@]/=/ = }")" >"$out/base.ini"
+        "$qhost" -q -o "$out/base" "$out/base.ini"
+    fi
+else
+    model=lenet5 model_keys=()
+    weights=$(realpath -m "$out/base/fp32.safetensors")
+    [ -f "$weights" ] || "$qhost" -q -o "$out/base" examples/quant_table/base.ini
+fi
 
 row() { # name, then plugin and its keys
     local name=$1 plugin=$2; shift 2
     local ini=$out/$name.ini
     {
         printf '[pipeline]\nseed = 1\nthreads = 2\nstages = quant, eval\n'
-        printf '[model]\nplugin = lenet5\nweights = %s/base/fp32.safetensors\n' "$out"
+        printf '[model]\nplugin = %s\nweights = %s\n' "$model" "$weights"
+        for kv in "${model_keys[@]}"; do printf '%s\n' "${kv/=/ = }"; done
         printf '[dataset]\nplugin = idx\n'
         printf '[quant]\ntype = quantize\nplugin = %s\n' "$plugin"
         for kv in "$@"; do printf '%s\n' "$kv"; done
@@ -43,7 +59,7 @@ for b in 8 6 5 4 3; do
     row "stable_embedding_$b" stable_embedding "bits = $b"
 done
 
-/usr/bin/python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" "$model" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
 base = json.load(open(os.path.join(out, "base", "metrics.json")))
@@ -58,9 +74,9 @@ for d in sorted(glob.glob(os.path.join(out, "*", "metrics.json"))):
     e = next(s for s in st if s["type"] == "evaluate")
     t = q.get("quantization", {})
     rows.append((name, e["top1"], e["top1"] - fp32["top1"], e["model_bytes"], t.get("mse"), t.get("sqnr_db")))
-lines = ["# LeNet-5 / Fashion-MNIST: weight quantization table", "",
-         f"FP32: top-1 {fp32['top1']:.2f} %, {fp32['model_bytes']} bytes. Each row quantizes the five conv/linear",
-         "weight tensors of the same FP32 model (biases stay FP32) and evaluates the 10,000 test images.", "",
+lines = [f"# {sys.argv[2]} / Fashion-MNIST: weight quantization table", "",
+         f"FP32: top-1 {fp32['top1']:.2f} %, {fp32['model_bytes']} bytes. Each row quantizes the conv/linear",
+         "weight tensors of the same FP32 model (biases and batch norm stay FP32) and evaluates the 10,000 test images.", "",
          "| method | top-1 % | vs FP32 | model bytes | weight MSE | SQNR dB |", "|---|---:|---:|---:|---:|---:|"]
 for name, top1, d, by, mse, sq in rows:
     mse_s = f"{mse:.3g}" if isinstance(mse, (int, float)) else "-"
