@@ -5,13 +5,20 @@
  * batch copy, forward, loss, backward, SGD step) over in-memory random data. Medians of repeats.
  * GFLOP/s = 2 * MACs * img/s, with 3x the forward MACs for a training step (forward, dx, dw).
  *
+ * --profile: after the measurements, one more training epoch with per-node timing (the graph's
+ * prof array, read through the internal header); a table per op kind (convolutions by kind)
+ * goes to stderr, in ms per batch, forward and backward: wall time, and the main thread's CPU time
+ * (with -t 1 the work itself, which other processes on a shared machine do not inflate);
+ * "other" = loss, SGD step, batch copy.
+ *
  * usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES]
- *                     [-s key=value]... [--no-train] [--no-infer] [--label TEXT] */
+ *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--label TEXT] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "graph/qh_graph_impl.h" /* the per-node timing array (--profile) */
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
 
@@ -22,7 +29,7 @@ typedef struct opts {
     int c, h, w, batch, threads, reps, train_batches;
     const char *sets[MAX_SETS];
     int n_sets;
-    int infer, train;
+    int infer, train, profile;
 } opts;
 
 typedef struct mem {
@@ -35,6 +42,14 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* This thread's CPU seconds (the profile's "other" row is computed on the same clock). */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -60,7 +75,7 @@ static qh_status mem_load(void *state, qh_split split, const int64_t *idx, int64
 static int usage(void)
 {
     fprintf(stderr, "usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES] "
-                    "[-s key=value]... [--no-train] [--no-infer] [--label TEXT]\n");
+                    "[-s key=value]... [--no-train] [--no-infer] [--profile] [--label TEXT]\n");
     return 2;
 }
 
@@ -80,6 +95,8 @@ static int parse(int argc, char **argv, opts *o)
             o->train = 0;
         else if (!strcmp(a, "--no-infer"))
             o->infer = 0;
+        else if (!strcmp(a, "--profile"))
+            o->profile = 1;
         else if (!v)
             return usage();
         else if (!strcmp(a, "-b"))
@@ -164,8 +181,8 @@ static int measure_infer(const opts *o, qh_graph *g, const mem *m, double *rate,
     return 0;
 }
 
-/* Training: one epoch over train_batches batches per measurement. */
-static int measure_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, double *rate, qh_error *err)
+/* One training epoch over train_batches batches of m (SGD, lr 0.01, momentum 0.9); its seconds. */
+static double train_epoch(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_error *err)
 {
     int64_t n = (int64_t)o->batch * o->train_batches;
     qh_plugin dsp = {.kind = QH_KIND_DATASET, .name = "mem"};
@@ -175,14 +192,125 @@ static int measure_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, double
                               .n_test = n}};
     qh_train_config tc = {.epochs = 1, .batch_size = o->batch, .lr = 0.01, .momentum = 0.9,
                           .schedule = QH_LR_CONSTANT};
-    if (qh_train(g, &ds, &tc, 0, 0, rng, NULL, NULL, err) != QH_OK) /* warm-up */
+    double t0 = now_s();
+    return qh_train(g, &ds, &tc, 0, 0, rng, NULL, NULL, err) == QH_OK ? now_s() - t0 : -1.0;
+}
+
+/* Training: one epoch over train_batches batches per measurement. */
+static int measure_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, double *rate, qh_error *err)
+{
+    if (train_epoch(o, g, m, rng, err) < 0) /* warm-up */
         return -1;
     for (int r = 0; r < o->reps; r++) {
-        double t0 = now_s();
-        if (qh_train(g, &ds, &tc, 0, 0, rng, NULL, NULL, err) != QH_OK)
+        double t = train_epoch(o, g, m, rng, err);
+        if (t < 0)
             return -1;
-        rate[r] = (double)n / (now_s() - t0);
+        rate[r] = (double)o->batch * o->train_batches / t;
     }
+    return 0;
+}
+
+/* The row a node's time is added to: its op, convolutions split by kind (depthwise, 1x1, k x k). */
+static void kind_of(const qh_node *nd, char *buf, size_t size)
+{
+    if (nd->op != QH_OP_CONV2D) {
+        snprintf(buf, size, "%s", qh_op_name(nd->op));
+        return;
+    }
+    const qh_conv2d_params *c = &nd->u.conv;
+    int stride = c->stride_h > 1 ? c->stride_h : 1;
+    snprintf(buf, size, "conv %s%dx%d s%d", c->groups > 1 ? "dw " : "", c->kernel_h, c->kernel_w, stride);
+}
+
+enum { MAX_KINDS = 32 };
+
+typedef struct prof_row {
+    char kind[40];
+    double t[4]; /* ms per batch: wall fwd, bwd; CPU fwd, bwd */
+    int nodes;
+} prof_row;
+
+static int row_of(prof_row *rows, int *n_rows, const char *kind)
+{
+    for (int r = 0; r < *n_rows; r++)
+        if (!strcmp(rows[r].kind, kind))
+            return r;
+    if (*n_rows == MAX_KINDS)
+        return MAX_KINDS - 1; /* the last row collects the overflow */
+    snprintf(rows[*n_rows].kind, sizeof rows[*n_rows].kind, "%s", kind);
+    return (*n_rows)++;
+}
+
+enum { TOP_NODES = 12 };
+
+/* The nodes that took the most CPU time, with their output shapes. */
+static void print_top_nodes(const qh_graph *g, double per)
+{
+    int32_t top[TOP_NODES];
+    int n_top = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        double t = g->prof[4 * i + 2] + g->prof[4 * i + 3];
+        int k = n_top < TOP_NODES ? n_top++ : TOP_NODES - 1;
+        if (k == TOP_NODES - 1 && n_top == TOP_NODES && t <= g->prof[4 * top[k] + 2] + g->prof[4 * top[k] + 3])
+            continue;
+        for (; k > 0 && t > g->prof[4 * top[k - 1] + 2] + g->prof[4 * top[k - 1] + 3]; k--)
+            top[k] = top[k - 1];
+        top[k] = i;
+    }
+    fprintf(stderr, "top nodes by CPU time (ms per batch):\n");
+    for (int k = 0; k < n_top; k++) {
+        const qh_node *nd = &g->nodes[top[k]];
+        char kind[40];
+        kind_of(nd, kind, sizeof kind);
+        fprintf(stderr, "  %-22s %-16s %4lldx%lldx%lld <- %4lldx%lldx%lld  fwd %8.1f  bwd %8.1f\n", nd->name, kind,
+                (long long)nd->shape[0], (long long)nd->shape[1], (long long)nd->shape[2], (long long)nd->in_shape[0],
+                (long long)nd->in_shape[1], (long long)nd->in_shape[2], g->prof[4 * top[k] + 2] * per,
+                g->prof[4 * top[k] + 3] * per);
+    }
+}
+
+/* One more training epoch with per-node timing; the table goes to stderr. */
+static int profile_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_error *err)
+{
+    if (!o->train && train_epoch(o, g, m, rng, err) < 0) /* warm-up: buffers */
+        return -1;
+    g->prof = calloc((size_t)(4 * g->n_nodes), sizeof(double));
+    if (!g->prof)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory for the profile"), -1;
+    double cpu0 = cpu_s(), wall = train_epoch(o, g, m, rng, err), cpu = cpu_s() - cpu0;
+    if (wall < 0)
+        return -1;
+    prof_row rows[MAX_KINDS];
+    memset(rows, 0, sizeof rows);
+    int n_rows = 0;
+    double sum[2] = {0.0, 0.0}, per = 1e3 / o->train_batches; /* ms per batch */
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        char kind[40];
+        kind_of(&g->nodes[i], kind, sizeof kind);
+        prof_row *r = &rows[row_of(rows, &n_rows, kind)];
+        for (int k = 0; k < 4; k++)
+            r->t[k] += g->prof[4 * i + k] * per;
+        r->nodes++;
+        sum[0] += (g->prof[4 * i] + g->prof[4 * i + 1]) * per;
+        sum[1] += (g->prof[4 * i + 2] + g->prof[4 * i + 3]) * per;
+    }
+    double step[2] = {wall * per, cpu * per};
+    fprintf(stderr, "profile: %s, batch %d, %d threads, %.1f ms per training step (main thread CPU %.1f ms)\n",
+            o->label, o->batch, o->threads, step[0], step[1]);
+    fprintf(stderr, "%-18s %5s %9s %9s %9s %6s | %9s %9s %9s %6s\n", "op", "nodes", "fwd ms", "bwd ms", "total",
+            "%", "cpu fwd", "cpu bwd", "cpu total", "%");
+    for (int r = 0; r < n_rows; r++) {
+        const double *t = rows[r].t;
+        fprintf(stderr, "%-18s %5d %9.1f %9.1f %9.1f %5.1f%% | %9.1f %9.1f %9.1f %5.1f%%\n", rows[r].kind,
+                rows[r].nodes, t[0], t[1], t[0] + t[1], 100.0 * (t[0] + t[1]) / step[0], t[2], t[3], t[2] + t[3],
+                100.0 * (t[2] + t[3]) / step[1]);
+    }
+    fprintf(stderr, "%-18s %5s %9s %9s %9.1f %5.1f%% | %9s %9s %9.1f %5.1f%%\n", "other", "", "", "",
+            step[0] - sum[0], 100.0 * (step[0] - sum[0]) / step[0], "", "", step[1] - sum[1],
+            100.0 * (step[1] - sum[1]) / step[1]);
+    print_top_nodes(g, per);
+    free(g->prof);
+    g->prof = NULL;
     return 0;
 }
 
@@ -230,7 +358,8 @@ int main(int argc, char **argv)
     for (int64_t i = 0; i < n; i++)
         m.y[i] = (int32_t)qh_rng_below(&rng, 10);
     double inf[MAX_REPS] = {0}, trn[MAX_REPS] = {0};
-    if ((o.infer && measure_infer(&o, g, &m, inf, &err)) || (o.train && measure_train(&o, g, &m, &rng, trn, &err))) {
+    if ((o.infer && measure_infer(&o, g, &m, inf, &err)) || (o.train && measure_train(&o, g, &m, &rng, trn, &err)) ||
+        (o.profile && profile_train(&o, g, &m, &rng, &err))) {
         fprintf(stderr, "bench-models: %s\n", err.msg);
         return 1;
     }

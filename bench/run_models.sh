@@ -4,7 +4,9 @@
 # prints the medians (over rounds, of per-run medians), the ratios qhost / PyTorch and GFLOP/s
 # against the 2-thread fp32 FMA peak. Needs python3-torch (Debian) and a built tree.
 # usage: bench/run_models.sh [BUILD_DIR] [THREADS] [ROUNDS] [MODEL...]
-# MODEL: resnet20 (option-B shortcuts), resnet20_a (option A), mobilenetv2_cifar, alexnet_small.
+# MODEL: resnet20 (option-B shortcuts), resnet20_a (option A), mobilenetv2_cifar, alexnet_small (inference
+# for all, training for ResNet-20, batch 256), mobilenetv2_train (MobileNetV2 training at batch 128: at 256
+# qhost's activations and gradients need about 19 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -17,26 +19,29 @@ peak=${QH_PEAK_GFLOPS:-197}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for m in "${models[@]}"; do
-    # qhost model name + options, and what each side measures (inference for all, training for ResNet-20)
+    # qhost model name + options, PyTorch model name, and what each side measures
+    p=$m
     case $m in
         resnet20) q=(resnet20) what=() reps=(-r 5 -k 4) ;;
         resnet20_a) q=(resnet20 -s shortcut=A --label resnet20_a) what=() reps=(-r 5 -k 4) ;;
         mobilenetv2_cifar) q=(mobilenetv2_cifar) what=(--no-train) reps=(-r 3 -k 2) ;;
+        mobilenetv2_train) q=(mobilenetv2_cifar) p=mobilenetv2_cifar what=(--no-infer -b 128 --label "$m")
+                           reps=(-r 3 -k 2) ;;
         alexnet_small) q=(alexnet_small) what=(--no-train) reps=(-r 5 -k 2) ;;
         *) echo "run_models.sh: unknown model $m" >&2; exit 2 ;;
     esac
     for r in $(seq "$rounds"); do
         "$build/bench/bench-models" "${q[0]}" 3 32 32 "${q[@]:1}" -t "$threads" "${reps[@]}" "${what[@]}" >>"$out"
-        /usr/bin/python3 bench/pytorch_models.py "$m" 3 32 32 -t "$threads" "${reps[@]}" "${what[@]}" >>"$out"
+        /usr/bin/python3 bench/pytorch_models.py "$p" 3 32 32 -t "$threads" "${reps[@]}" "${what[@]}" >>"$out"
     done
 done
 /usr/bin/python3 - "$out" "$peak" "$rounds" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 peak, rounds = float(sys.argv[2]), int(sys.argv[3])
-print(f"batch {rows[0]['batch']}, {rows[0]['threads']} threads, 3x32x32, {rounds} alternating rounds "
+print(f"{rows[0]['threads']} threads, 3x32x32, {rounds} alternating rounds "
       f"(median over rounds of each run's median; range = min..max of the run medians)")
-print(f"{'model':18} {'pass':6} {'qhost img/s':>18} {'pytorch img/s':>18} {'ratio':>6} "
+print(f"{'model':18} {'pass':6} {'batch':>5} {'qhost img/s':>18} {'pytorch img/s':>18} {'ratio':>6} "
       f"{'qhost GFLOP/s':>14} {'% peak':>7} {'torch GFLOP/s':>14}")
 models = list(dict.fromkeys(r["model"] for r in rows))
 for m in models:
@@ -50,5 +55,6 @@ for m in models:
         ga, gb = statistics.median(r[k + "_gflops"] for r in q), statistics.median(r[k + "_gflops"] for r in t)
         rq = f"{a:.0f} ({min(qv):.0f}-{max(qv):.0f})"
         rt = f"{b:.0f} ({min(tv):.0f}-{max(tv):.0f})"
-        print(f"{m:18} {name:6} {rq:>18} {rt:>18} {a / b:5.2f}x {ga:14.1f} {100 * ga / peak:6.0f}% {gb:14.1f}")
+        print(f"{m:18} {name:6} {q[0]['batch']:5} {rq:>18} {rt:>18} {a / b:5.2f}x {ga:14.1f} {100 * ga / peak:6.0f}% "
+              f"{gb:14.1f}")
 PY

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/qh_sweep_values.h"
 #include "pipeline/qh_prune_schedule.h"
 #include "qh_ini_impl.h"
 
@@ -151,14 +152,38 @@ static const qh_param prune_params[] = {
     QH_P_DOUBLE("tolerance", qh_prune_config, tolerance, 1, 0, 100, "points",
                 "iterative: stop, and keep the previous round's model, when test top-1 falls more than this below "
                 "the model `during` started from"),
+    QH_P_BOOL("physical", qh_prune_config, physical, 0,
+              "oneshot with a structured pruner: rebuild the model without the pruned channels (smaller and faster)"),
     QH_P_END,
 };
 
+static const char *const patch_stride_choices[] = {"kernel", "stride", NULL};
+static_assert(QH_PATCH_KERNEL == 0 && QH_PATCH_STRIDE == 1, "patch_stride_choices follow qh_patch_stride");
+
+/* The calibration keys matter only to data-aware quantizers (gpfq, gptq); docs/pipeline-reference.md,
+ * "Calibration". */
 static const qh_param quantize_params[] = {
     QH_P_STRING("targets", qh_quantize_config, targets, "*.weight",
                 "comma-separated glob patterns of the parameters to quantize"),
     QH_P_STRING("exclude", qh_quantize_config, exclude, "",
                 "comma-separated glob patterns of parameters to leave alone"),
+    QH_P_INT("calibration_images", qh_quantize_config, calibration_images, 1024, 1, 1 << 24, "images",
+             "data-aware quantizers: images drawn (seeded, without replacement) from calibration_split"),
+    QH_P_INT("calibration_batch", qh_quantize_config, calibration_batch, 256, 1, 65536, "images",
+             "data-aware quantizers: images per forward chunk of the capture"),
+    QH_P_ENUM("calibration_split", qh_quantize_config, calibration_split, QH_SPLIT_TRAIN, split_choices,
+              "data-aware quantizers: the split the calibration images come from (train_limit / test_limit apply)"),
+    {"calibration_seed", QH_PARAM_INT, offsetof(qh_quantize_config, calibration_seed), {.i = 0}, 0, 0, NULL,
+     QH_PF_HAS_MIN, "seed", "data-aware quantizers: seed of the image subset and of the conv patch sampling"},
+    QH_P_ENUM("patch_stride", qh_quantize_config, patch_stride, QH_PATCH_KERNEL, patch_stride_choices,
+              "data-aware quantizers, conv layers: unfold with stride = kernel size (non-overlapping, the GPFQ "
+              "reference) or with the layer's own stride"),
+    QH_P_DOUBLE("retain_rate", qh_quantize_config, retain_rate, 0.25, 0.0001, 1, "fraction",
+                "data-aware quantizers, conv layers: int(retain_rate * L + 1) of an image's L patches drawn with "
+                "replacement; 1 keeps all L"),
+    QH_P_BOOL("fold_batchnorm", qh_quantize_config, fold_batchnorm, 0,
+              "fold each targeted conv's batch norm (its only consumer) into the conv weight before quantizing; "
+              "the batch norm keeps only the shift"),
     QH_P_END,
 };
 
@@ -465,6 +490,7 @@ typedef struct section_schema {
     bool plugin_unknown;     /* the section names a plugin we could not find: its keys are unknowable */
     const qh_param *reserved;
     const char *not_required; /* a required host key this section may leave out (NULL: none) */
+    qh_stage *stage;         /* a stage section: where lists and ranges (sweeps) go; else NULL */
 } section_schema;
 
 static void check_open_bound(load_ctx *c, const src_section *s, const src_entry *e, const section_schema *sc,
@@ -495,6 +521,57 @@ static void report_unknown_key(load_ctx *c, const src_section *s, const src_entr
         report(c, s, e, "unknown key '%s' in [%s]", e->key, s->name);
 }
 
+/* Adds " (in '<list>')" to an open-bound message about one value of a list. */
+static void annotate(diag_item *it, const char *list)
+{
+    size_t n = strlen(it->msg) + strlen(list) + 16;
+    char *msg = malloc(n);
+    if (!msg)
+        return;
+    snprintf(msg, n, "%s (in '%s')", it->msg, list);
+    free(it->msg);
+    it->msg = msg;
+}
+
+/* A list or a range (a sweep, docs "Sweeps"): every value is checked like a single one would be; the
+ * stage keeps the first, the runner sets the others point by point. */
+static void set_list(load_ctx *c, const src_section *s, const src_entry *e, const section_schema *sc,
+                     const qh_param *p, bool host)
+{
+    const qh_param *table = host ? sc->host : sc->plugin;
+    void *cfg = host ? sc->host_cfg : sc->plugin_cfg;
+    qh_error err;
+    qh_sweep_axis ax;
+    if (!sc->stage) {
+        report(c, s, e, "[%s] %s: '%s' lists several values, but only the keys of stages can be swept", s->name,
+               e->key, e->value);
+        return;
+    }
+    if (qhi_sweep_expand(p, e->value, &ax, &err) != QH_OK) {
+        report(c, s, e, "[%s] %s", s->name, err.msg);
+        return;
+    }
+    bool ok = true;
+    for (int32_t i = 0; ok && i < ax.n_values; i++) {
+        int before = c->n_items;
+        src_entry one = *e;
+        one.value = ax.values[i];
+        if (qh_config_set(table, cfg, e->key, ax.values[i], &err) != QH_OK)
+            report(c, s, e, "[%s] %s (in '%s')", s->name, err.msg, e->value);
+        else if (host)
+            check_open_bound(c, s, &one, sc, p);
+        ok = c->n_items == before;
+        if (!ok && host && c->n_items == before + 1 && !strstr(c->items[before].msg, " (in '"))
+            annotate(&c->items[before], e->value);
+    }
+    ax.line = e->line;
+    ax.host = host;
+    if (ok && qh_config_set(table, cfg, e->key, ax.values[0], &err) == QH_OK &&
+        qhi_sweep_add_axis(sc->stage, &ax, &err) == QH_OK)
+        return;
+    qhi_sweep_axis_clear(&ax);
+}
+
 static void set_key(load_ctx *c, const src_section *s, const src_entry *e, const section_schema *sc)
 {
     qh_error err;
@@ -502,12 +579,16 @@ static void set_key(load_ctx *c, const src_section *s, const src_entry *e, const
     if (qh_param_find(sc->reserved, e->key) || strncmp(e->key, "x_", 2) == 0)
         return; /* reserved keys are read by the caller; x_ keys are extensions (systemd's X-) */
     if ((p = qh_param_find(sc->host, e->key))) { /* a host key wins over a plugin key of that name */
-        if (qh_config_set(sc->host, sc->host_cfg, e->key, e->value, &err) != QH_OK)
+        if (qhi_sweep_is_list(p, e->value))
+            set_list(c, s, e, sc, p, true);
+        else if (qh_config_set(sc->host, sc->host_cfg, e->key, e->value, &err) != QH_OK)
             report(c, s, e, "[%s] %s", s->name, err.msg);
         else
             check_open_bound(c, s, e, sc, p);
-    } else if (qh_param_find(sc->plugin, e->key)) {
-        if (qh_config_set(sc->plugin, sc->plugin_cfg, e->key, e->value, &err) != QH_OK)
+    } else if ((p = qh_param_find(sc->plugin, e->key))) {
+        if (qhi_sweep_is_list(p, e->value))
+            set_list(c, s, e, sc, p, false);
+        else if (qh_config_set(sc->plugin, sc->plugin_cfg, e->key, e->value, &err) != QH_OK)
             report(c, s, e, "[%s] %s", s->name, err.msg);
     } else if (!sc->plugin_unknown) {
         report_unknown_key(c, s, e, sc);
@@ -672,6 +753,7 @@ static bool sched_not_oneshot(int k) { return k != QH_PRUNE_ONESHOT; }
 static bool sched_rate(int k) { return k == QH_PRUNE_GEOMETRIC || k == QH_PRUNE_ITERATIVE; }
 static bool sched_agp(int k) { return k == QH_PRUNE_AGP; }
 static bool sched_iterative(int k) { return k == QH_PRUNE_ITERATIVE; }
+static bool sched_oneshot(int k) { return k == QH_PRUNE_ONESHOT; }
 
 static const struct {
     const char *key;
@@ -685,6 +767,7 @@ static const struct {
     {"initial_sparsity", sched_agp, "schedule = agp"},
     {"steps", sched_agp, "schedule = agp"},
     {"tolerance", sched_iterative, "schedule = iterative"},
+    {"physical", sched_oneshot, "schedule = oneshot"},
 };
 
 static const char *prune_schedule_name(int k)
@@ -759,6 +842,10 @@ static void check_during_stage(load_ctx *c, int i, int *owner)
     if (tr->type != QH_STAGE_TRAIN) {
         report(c, s, e, "[%s] during: [%s] is not a train stage (type = %s)", s->name, tr->name,
                qh_stage_type_name(tr->type));
+        return;
+    }
+    if (tr->n_axes > 0) {
+        report(c, s, e, "[%s] during: [%s] is a sweep; a pruning schedule cannot run inside one", s->name, tr->name);
         return;
     }
     if (k < i) {
@@ -838,6 +925,106 @@ static bool load_dataset(load_ctx *c, const src_section *s)
     }
     apply_section(c, s, &sc);
     return true;
+}
+
+/* ---------------------------------------------------------------- sweeps */
+
+/* What a stage's keys say together (each key alone is checked as it is set). */
+static void check_stage(load_ctx *c, const src_section *s, const qh_stage *st)
+{
+    if (st->type == QH_STAGE_TRAIN)
+        check_train(c, s, st->host_cfg);
+    if (st->type == QH_STAGE_PRUNE)
+        check_prune(c, s, st);
+}
+
+/* Is b the problem a reports, maybe found at a sweep point ("... (at sweep point ...)")? */
+static bool same_problem(const diag_item *a, const diag_item *b)
+{
+    size_t n = strlen(b->msg);
+    return a->group == b->group && a->line == b->line && strcmp(a->where, b->where) == 0 &&
+           strncmp(a->msg, b->msg, n) == 0 && (!a->msg[n] || strncmp(a->msg + n, " (at sweep point", 16) == 0);
+}
+
+/* Keeps the problems found from item `mark` on that were not reported before, naming point k. */
+static void keep_new_problems(load_ctx *c, int mark, const qh_stage *st, int64_t k)
+{
+    int out = mark;
+    char point[512];
+    qhi_sweep_describe(st, k, point, sizeof point);
+    for (int i = mark; i < c->n_items; i++) {
+        diag_item it = c->items[i];
+        bool seen = false;
+        for (int j = 0; j < out && !seen; j++)
+            seen = same_problem(&c->items[j], &it);
+        size_t n = strlen(it.msg) + strlen(point) + 32;
+        char *msg = seen ? NULL : malloc(n);
+        if (msg)
+            snprintf(msg, n, "%s (at sweep point %s)", it.msg, point);
+        free(it.msg);
+        it.msg = msg;
+        if (!msg) {
+            free(it.where);
+            continue;
+        }
+        c->items[out++] = it;
+    }
+    c->n_items = out;
+}
+
+/* Checks between keys (warmup_epochs below epochs, a pruner's own checks, ...) must hold at every
+ * point, not only the first that the stage's blocks hold: each new problem is reported once, with
+ * the first point that shows it. */
+static void check_sweep_points(load_ctx *c, const src_section *s, qh_stage *st, int64_t n)
+{
+    qh_error err;
+    int start = c->n_items;
+    /* a few points' problems are enough to fix the file; thousands would bury them */
+    for (int64_t k = 1; k < n && c->n_items - start < 5; k++) {
+        if (qhi_sweep_apply(st, k, st->host_cfg, st->plugin_cfg, &err) != QH_OK)
+            break; /* every value was checked alone: only memory can fail here */
+        int mark = c->n_items;
+        check_stage(c, s, st);
+        keep_new_problems(c, mark, st, k);
+    }
+    if (qhi_sweep_apply(st, 0, st->host_cfg, st->plugin_cfg, &err) != QH_OK)
+        report_oom(c);
+}
+
+static void check_sweep(load_ctx *c, const src_section *s, qh_stage *st)
+{
+    const qh_sweep_axis *ax = &st->axes[0];
+    const src_entry *e = find_key(s, ax->key);
+    if (st->type != QH_STAGE_TRAIN && st->type != QH_STAGE_PRUNE && st->type != QH_STAGE_QUANTIZE) {
+        report(c, s, e, "[%s] %s: lists several values, but only train, prune and quantize stages can be swept",
+               s->name, ax->key);
+        return;
+    }
+    for (int32_t i = 0; i < st->n_axes && st->type == QH_STAGE_PRUNE; i++) {
+        const qh_prune_config *p = st->host_cfg;
+        const char *key = st->axes[i].key;
+        if (strcmp(key, "schedule") == 0 || p->schedule != QH_PRUNE_ONESHOT) {
+            report(c, s, find_key(s, key), "[%s] %s: a swept prune stage prunes at the stage itself: it needs "
+                   "schedule = oneshot", s->name, key);
+            return;
+        }
+        /* every point starts from the same layers: a model rebuilt without its pruned channels cannot */
+        if (strcmp(key, "physical") == 0 || p->physical) {
+            report(c, s, find_key(s, key), "[%s] %s: a swept prune stage cannot rebuild the model (physical = "
+                   "true): each point must start from the same layers", s->name, key);
+            return;
+        }
+    }
+    int64_t n = qhi_sweep_n_points(st);
+    if (n < 0) {
+        char sizes[256] = "";
+        for (int32_t i = 0; i < st->n_axes; i++)
+            snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%s %d", i ? " x " : "",
+                     st->axes[i].key, (int)st->axes[i].n_values);
+        report(c, s, e, "[%s] the sweep has more than %d points (%s)", s->name, QHI_SWEEP_MAX_POINTS, sizes);
+        return;
+    }
+    check_sweep_points(c, s, st, n);
 }
 
 /* ---------------------------------------------------------------- stages */
@@ -941,7 +1128,7 @@ static bool load_stage(load_ctx *c, const src_section *s, qh_stage *st)
     if (!(st->host_cfg = qh_config_new(stage_tables[t].params, stage_tables[t].size)))
         return false;
     section_schema sc = {.host = stage_tables[t].params, .host_cfg = st->host_cfg, .stage_type = t,
-                         .reserved = reserved_stage};
+                         .reserved = reserved_stage, .stage = st};
     qh_kind kind = stage_tables[t].plugin_kind;
     const src_entry *pe = find_key(s, "plugin");
     if (kind) {
@@ -959,10 +1146,9 @@ static bool load_stage(load_ctx *c, const src_section *s, qh_stage *st)
                stage_type_names[t]);
     }
     apply_section(c, s, &sc);
-    if (t == QH_STAGE_TRAIN)
-        check_train(c, s, st->host_cfg);
-    if (t == QH_STAGE_PRUNE)
-        check_prune(c, s, st);
+    check_stage(c, s, st);
+    if (st->n_axes > 0)
+        check_sweep(c, s, st);
     return true;
 }
 
@@ -1065,6 +1251,7 @@ void qh_pipeline_config_free(qh_pipeline_config *pc)
             qh_config_free(stage_tables[st->type].params, st->host_cfg);
         if (st->plugin)
             qh_config_free(st->plugin->params, st->plugin_cfg);
+        qhi_sweep_free_axes(st);
         free(st->name);
     }
     free(pc->stages);

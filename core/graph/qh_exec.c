@@ -1,14 +1,17 @@
 /* qh_exec.c - forward and backward passes over a graph; buffers sized once per batch capacity.
  *
- * At inference a batchnorm whose only consumer is a ReLU/ReLU6 folds that activation into one
- * pass (scale/shift from the running statistics, then the activation), and the activation node
- * is skipped: consumers read each node's `cur` pointer, which names whichever buffer holds its
- * value after the forward pass. Training always runs every node for its own buffers. */
+ * A batchnorm whose only consumer is a ReLU/ReLU6 folds that activation into one pass (at inference
+ * scale/shift from the running statistics, in training the batch-statistics kernel with the
+ * activation), and the activation node is skipped: consumers read each node's `cur` pointer, which
+ * names whichever buffer holds its value after the forward pass. In training the activation's
+ * backward reads its mask from that folded output, which keeps exactly the values the unfolded
+ * activation would pass (0 < x < 6, or x > 0). */
 #include "graph/qh_graph_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The node whose buffers an alias (flatten) node shares, or QH_INPUT. */
 static int32_t owner_of(const qh_graph *g, int32_t i)
@@ -60,8 +63,8 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
             max_numel = nd->in_numel;
         if (nd->alias)
             continue;
-        nd->out = alloc_floats(cap * nd->numel);
-        if (!nd->out)
+        /* a folded activation reads and writes no buffer of its own (only its gradient) */
+        if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
             goto nomem;
         if (with_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
             goto nomem;
@@ -95,6 +98,36 @@ nomem:
     return qh_error_set(err, QH_E_NOMEM, "out of memory for activations of a batch of %lld", (long long)n);
 }
 
+/* Per-node timing, only while g->prof is set (bench-models --profile): wall seconds, and the
+ * calling thread's CPU seconds (which other processes on a shared machine do not inflate). */
+typedef struct prof_mark {
+    double wall, cpu;
+} prof_mark;
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static prof_mark prof_now(const qh_graph *g)
+{
+    prof_mark m = {0.0, 0.0};
+    if (g->prof)
+        m = (prof_mark){clock_s(CLOCK_MONOTONIC), clock_s(CLOCK_THREAD_CPUTIME_ID)};
+    return m;
+}
+
+static void prof_add(qh_graph *g, int32_t i, int pass, prof_mark t0)
+{
+    if (!g->prof)
+        return;
+    prof_mark t = prof_now(g);
+    g->prof[4 * i + pass] += t.wall - t0.wall;
+    g->prof[4 * i + 2 + pass] += t.cpu - t0.cpu;
+}
+
 static const float *value_of(const qh_graph *g, int32_t src)
 {
     return src == QH_INPUT ? g->input : g->nodes[src].cur;
@@ -108,8 +141,8 @@ static void bn_forward(qh_graph *g, qh_node *nd, const float *in, int64_t n, boo
     float *gamma = wdata(g, nd->w_idx), *beta = wdata(g, nd->b_idx);
     float *rmean = wdata(g, nd->buf_idx), *rvar = wdata(g, nd->buf_idx + 1);
     if (training) {
-        qh_k_bn2d_fwd_train_f32(n, c, hw, in, gamma, beta, nd->u.bn.eps, nd->u.bn.momentum, rmean, rvar, nd->out,
-                                nd->save_mean, nd->save_invstd);
+        qh_k_bn2d_fwd_train_act_f32(n, c, hw, in, gamma, beta, nd->u.bn.eps, nd->u.bn.momentum, rmean, rvar,
+                                    nd->fuse_act, nd->out, nd->save_mean, nd->save_invstd);
         ((int64_t *)g->weights[nd->buf_idx + 2].value->data)[0] += 1;
         nd->cur = nd->out;
         return;
@@ -144,6 +177,7 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
         const float *in = value_of(g, nd->input);
         int64_t total = n * nd->numel;
         const float *w = wdata(g, nd->w_idx), *b = wdata(g, nd->b_idx);
+        prof_mark t0 = prof_now(g);
         nd->cur = nd->out;
         switch (nd->op) {
         case QH_OP_CONV2D: {
@@ -156,7 +190,7 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
             break;
         case QH_OP_RELU:
         case QH_OP_RELU6:
-            if (!training && nd->fused_away) {
+            if (nd->fused_away) {
                 nd->cur = in; /* the batchnorm before already applied it */
                 break;
             }
@@ -210,6 +244,7 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
         case QH_OP_COUNT:
             break;
         }
+        prof_add(g, i, 0, t0);
     }
     return g->nodes[g->n_nodes - 1].cur;
 }
@@ -285,7 +320,7 @@ static void node_backward(qh_graph *g, qh_node *nd, float *dx)
         break;
     case QH_OP_RELU:
         if (dx)
-            qh_k_relu_bwd_f32(total, nd->out, dy, dx);
+            qh_k_relu_bwd_f32(total, nd->fused_away ? x : nd->out, dy, dx); /* folded: out was not written */
         break;
     case QH_OP_RELU6:
         if (dx)
@@ -358,9 +393,11 @@ qh_status qh_graph_backward(qh_graph *g, const float *dlogits, qh_error *err)
             zero_weight_grads(g, nd);
             continue;
         }
+        prof_mark t0 = prof_now(g);
         if (nd->op == QH_OP_ADD) {
             pass_grad(g, nd->input, nd->grad, n * nd->numel);
             pass_grad(g, nd->input2, nd->grad, n * nd->numel);
+            prof_add(g, i, 1, t0);
             continue;
         }
         bool acc;
@@ -368,6 +405,7 @@ qh_status qh_graph_backward(qh_graph *g, const float *dlogits, qh_error *err)
         node_backward(g, nd, dx);
         if (dx)
             dx_commit(g, nd->input, acc);
+        prof_add(g, i, 1, t0);
     }
     return QH_OK;
 }

@@ -64,6 +64,8 @@ struct qh_graph {
     size_t ws_size;
     float *scratch;                /* gradient accumulation for nodes with several consumers */
     int64_t scratch_size;
+    double *prof;                  /* NULL, or per node wall [fwd, bwd], thread CPU [fwd, bwd] seconds (bench) */
+    bool compacted;                /* channels were removed (qh_surgery.c): model files record the counts */
 };
 
 /* Resolves QH_PREV/QH_INPUT/explicit ids to a node index or QH_INPUT; -3 when invalid. */

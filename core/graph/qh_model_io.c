@@ -1,5 +1,6 @@
 /* qh_model_io.c - a graph's parameters to and from safetensors, with PyTorch state_dict names. */
 #include "graph/qh_graph_impl.h"
+#include "graph/qh_surgery.h"
 #include "qhost/qh_safetensors.h"
 
 #include <math.h>
@@ -7,6 +8,33 @@
 #include <string.h>
 
 #define MASK_SUFFIX "_mask"
+
+/* A compacted graph's file also records its channel counts (QHI_CHANNELS_META), so a load can
+ * rebuild the graph to them. */
+static qh_status write_with_channels(const qh_graph *g, const char *path, const qh_tensor **list, int32_t n,
+                                     const char *const *keys, const char *const *values, int32_t n_meta,
+                                     qh_error *err)
+{
+    char *channels = qhi_channels_meta(g);
+    if (!channels)
+        return g->compacted ? qh_error_set(err, QH_E_NOMEM, "out of memory")
+                            : qh_safetensors_write(path, list, n, keys, values, n_meta, err);
+    const char **k = calloc((size_t)n_meta + 1, sizeof *k), **v = calloc((size_t)n_meta + 1, sizeof *v);
+    qh_status st = k && v ? QH_OK : qh_error_set(err, QH_E_NOMEM, "out of memory");
+    for (int32_t i = 0; st == QH_OK && i < n_meta; i++) {
+        k[i] = keys[i];
+        v[i] = values[i];
+    }
+    if (st == QH_OK) {
+        k[n_meta] = QHI_CHANNELS_META;
+        v[n_meta] = channels;
+        st = qh_safetensors_write(path, list, n, k, v, n_meta + 1, err);
+    }
+    free(k);
+    free(v);
+    free(channels);
+    return st;
+}
 
 qh_status qh_model_save(const qh_graph *g, const char *path, bool with_masks, const char *const *meta_keys,
                         const char *const *meta_values, int32_t n_meta, qh_error *err)
@@ -36,7 +64,7 @@ qh_status qh_model_save(const qh_graph *g, const char *path, bool with_masks, co
         memcpy(masks[i]->data, w->mask, (size_t)qh_tensor_numel(w->value));
         list[n++] = masks[i];
     }
-    st = qh_safetensors_write(path, list, n, meta_keys, meta_values, n_meta, err);
+    st = write_with_channels(g, path, list, n, meta_keys, meta_values, n_meta, err);
 out:
     for (int32_t i = 0; masks && i < g->n_weights; i++)
         qh_tensor_free(masks[i]);
@@ -160,18 +188,48 @@ static bool excluded(const char *exclude, const char *name)
     return false;
 }
 
+/* A file of a compacted model: the graph g rebuilt with its channel counts (NULL and *s = QH_OK
+ * when the file records none). Excluded parameters keep their values, so their shape must not change. */
+static qh_graph *rebuilt_for(const qh_graph *g, const qh_safetensors *st, const char *path, const char *exclude,
+                             qh_status *s, qh_error *err)
+{
+    const char *channels = qh_safetensors_meta(st, QHI_CHANNELS_META);
+    *s = QH_OK;
+    if (!channels)
+        return NULL;
+    qh_graph *ng = qhi_graph_from_channels(g, channels, path, err);
+    if (!ng) {
+        *s = QH_E_FORMAT;
+        return NULL;
+    }
+    for (int32_t i = 0; i < g->n_weights; i++)
+        if (excluded(exclude, g->weights[i].value->name) && !same_shape(g->weights[i].value, ng->weights[i].value)) {
+            *s = qh_error_set(err, QH_E_FORMAT, "%s: parameter '%s' is excluded from loading but the file's channel "
+                              "counts change its shape", path, g->weights[i].value->name);
+            qh_graph_free(ng);
+            return NULL;
+        }
+    for (int32_t i = 0; i < g->n_weights; i++)
+        if (excluded(exclude, g->weights[i].value->name))
+            memcpy(ng->weights[i].value->data, g->weights[i].value->data, qh_tensor_nbytes(g->weights[i].value));
+    return ng;
+}
+
 qh_status qh_model_load_ex(qh_graph *g, const char *path, const char *exclude, qh_error *err)
 {
     qh_safetensors *st = NULL;
     qh_status s = qh_safetensors_read(path, &st, err);
     if (s != QH_OK)
         return s;
+    qh_graph *ng = rebuilt_for(g, st, path, exclude, &s, err), *shape_of = ng ? ng : g;
+    if (s != QH_OK)
+        goto out;
     /* Validate everything before touching the model, so a bad file leaves it unchanged. */
     for (int32_t i = 0; i < st->n_tensors; i++) {
-        qh_weight *target, *mask_of;
+        qh_weight *t, *mask_of;
         if (excluded(exclude, st->tensors[i]->name))
             continue;
-        if ((s = match_tensor(g, path, st->tensors[i], &target, &mask_of, err)) != QH_OK)
+        if ((s = match_tensor(shape_of, path, st->tensors[i], &t, &mask_of, err)) != QH_OK)
             goto out;
     }
     for (int32_t i = 0; i < g->n_weights; i++) {
@@ -182,6 +240,8 @@ qh_status qh_model_load_ex(qh_graph *g, const char *path, const char *exclude, q
             goto out;
         }
     }
+    if (ng)
+        qhi_graph_swap(g, ng); /* the caller's graph now has the file's channel counts */
     for (int32_t i = 0; i < g->n_weights; i++) {
         if (excluded(exclude, g->weights[i].value->name))
             continue;
@@ -205,6 +265,7 @@ qh_status qh_model_load_ex(qh_graph *g, const char *path, const char *exclude, q
             goto out;
     }
 out:
+    qh_graph_free(ng);
     qh_safetensors_free(st);
     return s;
 }

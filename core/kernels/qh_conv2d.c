@@ -544,9 +544,10 @@ static void dw_phase_plane(const qh_conv2d_shape *s, const dwgeom *g, const floa
             memcpy(r + s->pw, src, sizeof(float) * (size_t)s->w_in);
             continue;
         }
-        for (int64_t c = 0; c < s->w_in; c++) {
-            int64_t pc = c + s->pw;
-            r[pc % s->sw * g->wq + pc / s->sw] = src[c];
+        for (int64_t q = 0; q < s->sw; q++) { /* phase by phase: no division per element */
+            int64_t j = q >= s->pw ? 0 : (s->pw - q + s->sw - 1) / s->sw;
+            for (int64_t c = j * s->sw + q - s->pw; c < s->w_in; c += s->sw, j++)
+                r[q * g->wq + j] = src[c];
         }
     }
 }
@@ -1284,7 +1285,8 @@ void qh_k_conv2d_bwd_f32(const qh_conv2d_shape *s, const float *x, const float *
         db[oc] = acc;
     }
     if (is_depthwise(s)) {
-        depthwise_bwd(s, x, w, dy, dx, dw);
+        if (!qh_k_dwconv3x3_bwd_f32(s, x, w, dy, dx, dw)) /* the 3x3 MobileNetV2 shapes, else plain loops */
+            depthwise_bwd(s, x, w, dy, dx, dw);
         return;
     }
     conv_plan pl = plan_of(s);

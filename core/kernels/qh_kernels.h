@@ -190,4 +190,24 @@ double qh_k_softmax_xent_ls_f32_ref(int64_t n, int64_t classes, const float *log
 double qh_k_softmax_xent_ls_f32(int64_t n, int64_t classes, const float *logits, const int32_t *labels,
                                 double smoothing, float *dlogits);
 
+/* ---------------------------------------------------------------- depthwise 3x3 backward (MobileNetV2)
+ * Depthwise (groups == c_in == c_out), 3x3, padding 1, stride 1 or 2 (the same both ways): dx (NULL =
+ * skip) and dw (overwritten) with AVX2/FMA, one channel per task so that every tap gradient has one
+ * owner and one summation order: identical for any thread count. Returns false, writing nothing, for
+ * any other shape, without AVX2/FMA or without scratch memory. qh_k_conv2d_bwd_f32 dispatches here;
+ * the reference is qh_k_conv2d_bwd_f32_ref. */
+bool qh_k_dwconv3x3_bwd_f32(const qh_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                            float *dw);
+
+/* ---------------------------------------------------------------- batch norm + activation, training
+ * qh_k_bn2d_fwd_train_f32 followed by ReLU (relu = 1) or ReLU6 (relu = 6) in the same pass (relu = 0:
+ * none); the graph runs batchnorm -> ReLU/ReLU6 this way in training too. Since the activation keeps
+ * exactly the values inside (0, 6) or (0, inf), its backward mask can be read from y. */
+void qh_k_bn2d_fwd_train_act_f32_ref(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
+                                     const float *beta, double eps, double momentum, float *running_mean,
+                                     float *running_var, int relu, float *y, float *save_mean, float *save_invstd);
+void qh_k_bn2d_fwd_train_act_f32(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
+                                 const float *beta, double eps, double momentum, float *running_mean,
+                                 float *running_var, int relu, float *y, float *save_mean, float *save_invstd);
+
 #endif /* QH_KERNELS_H */

@@ -63,6 +63,48 @@ static json_t *quant_total_json(const qh_stage_metrics *m)
     return o;
 }
 
+/* Each event of a pruning schedule (or the one call of a oneshot prune stage). */
+static json_t *events_json(const qh_stage_metrics *m)
+{
+    json_t *a = json_array();
+    int32_t listed = m->n_prune_events < QHI_MAX_PRUNE_EVENTS ? m->n_prune_events : QHI_MAX_PRUNE_EVENTS;
+    for (int32_t i = 0; i < listed; i++) {
+        const qh_prune_event *e = &m->prune_events[i];
+        json_t *x = json_object();
+        if (e->epoch >= 0)
+            json_object_set_new(x, "epoch", json_integer(e->epoch));
+        json_object_set_new(x, "target", json_real(e->target));
+        json_object_set_new(x, "sparsity", json_real(e->measured));
+        if (e->undone)
+            json_object_set_new(x, "undone", json_true());
+        json_array_append_new(a, x);
+    }
+    return a;
+}
+
+static json_t *structured_json(const qh_structured_metrics *sm)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "groups", json_integer(sm->groups));
+    json_object_set_new(o, "groups_pruned", json_integer(sm->groups_pruned));
+    json_object_set_new(o, "physical", json_boolean(sm->physical));
+    if (!sm->physical)
+        return o;
+    json_object_set_new(o, "channels_before", json_integer(sm->channels_before));
+    json_object_set_new(o, "channels_after", json_integer(sm->channels_after));
+    json_object_set_new(o, "params_before", json_integer(sm->params_before));
+    json_object_set_new(o, "params_after", json_integer(sm->params_after));
+    json_object_set_new(o, "macs_before", json_integer(sm->macs_before));
+    json_object_set_new(o, "macs_after", json_integer(sm->macs_after));
+    json_object_set_new(o, "batch", json_integer(sm->batch));
+    json_object_set_new(o, "threads", json_integer(sm->threads));
+    json_object_set_new(o, "repetitions", json_integer(sm->reps));
+    json_object_set_new(o, "img_s_before", json_real(sm->img_s_before));
+    json_object_set_new(o, "img_s_after", json_real(sm->img_s_after));
+    json_object_set_new(o, "speedup", json_real(sm->img_s_after / sm->img_s_before));
+    return o;
+}
+
 static json_t *stage_json(const qh_stage_metrics *m)
 {
     json_t *o = json_object();
@@ -116,6 +158,13 @@ static json_t *stage_json(const qh_stage_metrics *m)
     json_object_set_new(o, "layers", layers);
     if (m->n_quantized > 0)
         json_object_set_new(o, "quantization", quant_total_json(m));
+    if (m->n_prune_events > 0) {
+        json_object_set_new(o, "prune_events", events_json(m));
+        if (m->n_prune_events > QHI_MAX_PRUNE_EVENTS)
+            json_object_set_new(o, "prune_events_not_listed", json_integer(m->n_prune_events - QHI_MAX_PRUNE_EVENTS));
+    }
+    if (m->structured.done)
+        json_object_set_new(o, "structured", structured_json(&m->structured));
     return o;
 }
 
@@ -181,6 +230,55 @@ static void write_quant_tables(FILE *f, const qh_run *run)
     }
 }
 
+/* Per stage with pruning events: epoch, target and measured sparsity of each. */
+static void write_event_tables(FILE *f, const qh_run *run)
+{
+    for (int32_t i = 0; i < run->n_stages_done; i++) {
+        const qh_stage_metrics *m = &run->metrics[i];
+        if (m->n_prune_events == 0)
+            continue;
+        fprintf(f, "\n## Pruning events in [%s]\n\n| epochs run | target %% | measured %% |\n|---:|---:|---:|\n",
+                m->name);
+        for (int32_t k = 0; k < m->n_prune_events && k < QHI_MAX_PRUNE_EVENTS; k++) {
+            const qh_prune_event *e = &m->prune_events[k];
+            if (e->epoch >= 0)
+                fprintf(f, "| %lld", (long long)e->epoch);
+            else
+                fprintf(f, "| (oneshot)");
+            fprintf(f, " | %.2f | %.2f%s |\n", 100.0 * e->target, 100.0 * e->measured, e->undone ? " (undone)" : "");
+        }
+        if (m->n_prune_events > QHI_MAX_PRUNE_EVENTS)
+            fprintf(f, "\n%d more events not listed.\n", m->n_prune_events - QHI_MAX_PRUNE_EVENTS);
+    }
+}
+
+/* Structured prune stages: groups pruned; with physical removal the model before and after. */
+static void write_structured_tables(FILE *f, const qh_run *run)
+{
+    for (int32_t i = 0; i < run->n_stages_done; i++) {
+        const qh_structured_metrics *sm = &run->metrics[i].structured;
+        if (!sm->done)
+            continue;
+        fprintf(f, "\n## Structured pruning in [%s]\n\n%d of %d coupled filter groups pruned", run->metrics[i].name,
+                sm->groups_pruned, sm->groups);
+        if (!sm->physical) {
+            fprintf(f, " (masked; the model keeps its shape).\n");
+            continue;
+        }
+        fprintf(f, " and removed. Inference measured side by side in one process: batch %lld, %d threads, median of "
+                   "%d interleaved repetitions.\n\n", (long long)sm->batch, sm->threads, sm->reps);
+        fprintf(f, "| | before | after | after / before |\n|---|---:|---:|---:|\n");
+        fprintf(f, "| conv + linear output channels | %lld | %lld | %.3f |\n", (long long)sm->channels_before,
+                (long long)sm->channels_after, (double)sm->channels_after / (double)sm->channels_before);
+        fprintf(f, "| parameters | %lld | %lld | %.3f |\n", (long long)sm->params_before, (long long)sm->params_after,
+                (double)sm->params_after / (double)sm->params_before);
+        fprintf(f, "| MACs per sample | %lld | %lld | %.3f |\n", (long long)sm->macs_before, (long long)sm->macs_after,
+                (double)sm->macs_after / (double)sm->macs_before);
+        fprintf(f, "| inference img/s | %.1f | %.1f | %.2f |\n", sm->img_s_before, sm->img_s_after,
+                sm->img_s_after / sm->img_s_before);
+    }
+}
+
 static qh_status write_report(const qh_run *run, qh_error *err)
 {
     char path[4400];
@@ -216,6 +314,8 @@ static qh_status write_report(const qh_run *run, qh_error *err)
         }
     }
     write_quant_tables(f, run);
+    write_event_tables(f, run);
+    write_structured_tables(f, run);
     return qh_atomic_commit(&af, err);
 }
 

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "graph/qh_surgery.h"
 #include "pipeline/qh_prune_schedule.h"
 
 /* ---------------------------------------------------------------- the targeted weights */
@@ -26,19 +28,19 @@ static void set_close(prune_set *ps)
     memset(ps, 0, sizeof *ps);
 }
 
-static qh_status set_open(qh_run *run, const qh_stage *s, prune_set *ps, qh_error *err)
+static qh_status set_open_g(qh_graph *g, const char *targets, const char *exclude, prune_set *ps, qh_error *err)
 {
-    const qh_prune_config *cfg = s->host_cfg;
     memset(ps, 0, sizeof *ps);
-    ps->idx = malloc(sizeof(int32_t) * (size_t)(run->g->n_weights + 1));
-    ps->t = calloc((size_t)run->g->n_weights + 1, sizeof *ps->t);
+    ps->idx = malloc(sizeof(int32_t) * (size_t)(g->n_weights + 1));
+    ps->t = calloc((size_t)g->n_weights + 1, sizeof *ps->t);
     if (!ps->idx || !ps->t) {
         set_close(ps);
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
     }
-    ps->n = qhi_select_targets(run, cfg->targets, cfg->exclude, ps->idx);
+    qh_run view = {.g = g}; /* target selection reads only the graph */
+    ps->n = qhi_select_targets(&view, targets, exclude, ps->idx);
     for (int32_t k = 0; k < ps->n; k++) {
-        qh_weight *w = &run->g->weights[ps->idx[k]];
+        qh_weight *w = &g->weights[ps->idx[k]];
         int64_t numel = qh_tensor_numel(w->value);
         ps->t[k] = (qh_prune_target){w->value->name, w->value, malloc((size_t)numel + 1)};
         if (!ps->t[k].mask) {
@@ -49,6 +51,12 @@ static qh_status set_open(qh_run *run, const qh_stage *s, prune_set *ps, qh_erro
             ps->t[k].mask[e] = w->mask ? w->mask[e] : 1;
     }
     return QH_OK;
+}
+
+static qh_status set_open(qh_run *run, const qh_stage *s, prune_set *ps, qh_error *err)
+{
+    const qh_prune_config *cfg = s->host_cfg;
+    return set_open_g(run->g, cfg->targets, cfg->exclude, ps, err);
 }
 
 /* Fraction of the targeted weights their masks prune, as seed 000 measures it. */
@@ -93,10 +101,6 @@ static qh_status set_apply(qh_run *run, const qh_stage *s, prune_set *ps, qh_err
                                     (long long)e, ps->t[k].name);
     }
     for (int32_t k = 0; k < ps->n; k++) {
-        if (run->qt[ps->idx[k]].bits > 0) {
-            qh_qtensor_clear(&run->qt[ps->idx[k]]);
-            qh_log(QH_LOG_WARN, s->name, "%s was quantized; pruning returns it to float", ps->t[k].name);
-        }
         qh_status st = qh_weight_set_mask(&run->g->weights[ps->idx[k]], ps->t[k].mask, err);
         if (st != QH_OK)
             return st;
@@ -104,18 +108,271 @@ static qh_status set_apply(qh_run *run, const qh_stage *s, prune_set *ps, qh_err
     return QH_OK;
 }
 
+/* Pruning returns the targeted weights to float: their codes no longer match. */
+static void drop_target_quantization(qh_run *run, const qh_stage *s, const prune_set *ps)
+{
+    for (int32_t k = 0; k < ps->n; k++)
+        if (run->qt[ps->idx[k]].bits > 0) {
+            qh_qtensor_clear(&run->qt[ps->idx[k]]);
+            qh_log(QH_LOG_WARN, s->name, "%s was quantized; pruning returns it to float", ps->t[k].name);
+        }
+}
+
+/* ---------------------------------------------------------------- structured criteria */
+
+static bool is_structured(const qh_plugin *p) { return p->ops.pruner.prune_groups != NULL; }
+
+qh_status qhi_pruner_prune_groups(qh_pruner *pr, const qh_prune_target *targets, int32_t n, qh_channel_group *groups,
+                                  int32_t n_groups, double sparsity, qh_error *err)
+{
+    const qh_plugin *p = pr->plugin;
+    if (!p || !p->ops.pruner.prune_groups)
+        return qh_error_set(err, QH_E_INVAL, "pruner %s has no structured method (prune_groups)", p ? p->name : "?");
+    if (!(sparsity >= 0.0 && sparsity < 1.0))
+        return qh_error_set(err, QH_E_INVAL, "pruner %s: sparsity %g is not in [0, 1)", p->name, sparsity);
+    uint8_t *before = malloc((size_t)n_groups + 1);
+    if (!before)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    for (int32_t k = 0; k < n_groups; k++)
+        before[k] = groups[k].keep;
+    qh_status st = p->ops.pruner.prune_groups(pr->state, targets, n, groups, n_groups, sparsity, err);
+    for (int32_t k = 0; st == QH_OK && k < n_groups; k++) {
+        if (groups[k].keep > 1)
+            groups[k].keep = 1;
+        if (groups[k].keep && !before[k])
+            st = qh_error_set(err, QH_E_INTERNAL, "pruner %s revived pruned channel group %d (masks may only shrink)",
+                              p->name, k);
+    }
+    free(before);
+    if (st != QH_OK)
+        qh_error_prefix(err, "pruner %s", p->name);
+    return st;
+}
+
+/* The groups and what the pruner made of them, for one call. */
+typedef struct structured_call {
+    prune_set ps;
+    qhi_chmap map;
+    qhi_groups groups;
+} structured_call;
+
+static void structured_close(structured_call *c)
+{
+    qhi_groups_free(&c->groups);
+    qhi_chmap_free(&c->map);
+    set_close(&c->ps);
+}
+
+static qh_status structured_open(qh_graph *g, const char *targets, const char *exclude, structured_call *c,
+                                 qh_error *err)
+{
+    memset(c, 0, sizeof *c);
+    qh_status st = set_open_g(g, targets, exclude, &c->ps, err);
+    const uint8_t **masks = calloc((size_t)c->ps.n + 1, sizeof *masks);
+    if (st == QH_OK && !masks)
+        st = qh_error_set(err, QH_E_NOMEM, "out of memory");
+    for (int32_t k = 0; st == QH_OK && k < c->ps.n; k++)
+        masks[k] = c->ps.t[k].mask;
+    if (st == QH_OK && (st = qhi_chmap_build(g, &c->map, err)) == QH_OK)
+        st = qhi_groups_build(g, &c->map, c->ps.idx, c->ps.n, masks, &c->groups, err);
+    free(masks);
+    if (st == QH_OK && c->groups.n == 0)
+        st = qh_error_set(err, QH_E_INVAL, "targets '%s' (exclude '%s') hold no removable filter: the output layer's "
+                          "filters, and filters tied to a layer outside the targets, cannot be removed", targets,
+                          exclude ? exclude : "");
+    return st;
+}
+
+qh_status qhi_prune_structured(qh_graph *g, qh_pruner *pr, const char *targets, const char *exclude, double sparsity,
+                               bool apply, int32_t *n_groups, int32_t *n_pruned, qh_error *err)
+{
+    structured_call c;
+    qh_status st = structured_open(g, targets, exclude, &c, err);
+    if (st == QH_OK)
+        st = qhi_pruner_prune_groups(pr, c.ps.t, c.ps.n, c.groups.groups, c.groups.n, sparsity, err);
+    if (st == QH_OK && apply)
+        st = qhi_groups_apply(g, &c.map, &c.groups, err);
+    if (st == QH_OK) {
+        *n_groups = c.groups.n;
+        *n_pruned = 0;
+        for (int32_t k = 0; k < c.groups.n; k++)
+            *n_pruned += !c.groups.groups[k].keep;
+    }
+    structured_close(&c);
+    return st;
+}
+
+/* One structured step of stage s (apply = false: a dry run that changes nothing). */
+static qh_status structured_to(qh_run *run, const qh_stage *s, double sparsity, bool apply, qh_error *err)
+{
+    const qh_prune_config *cfg = s->host_cfg;
+    qh_pruner pr = {0};
+    int32_t groups = 0, pruned = 0;
+    qh_status st = qh_pruner_create(&pr, s->plugin, s->plugin_cfg, err);
+    if (st != QH_OK)
+        return st;
+    st = qhi_prune_structured(run->g, &pr, cfg->targets, cfg->exclude, sparsity, apply, &groups, &pruned, err);
+    qh_pruner_destroy(&pr);
+    if (st != QH_OK || !apply)
+        return st;
+    prune_set ps;
+    if ((st = set_open(run, s, &ps, err)) == QH_OK)
+        drop_target_quantization(run, s, &ps);
+    set_close(&ps);
+    if (run->metrics) {
+        qh_structured_metrics *sm = &run->metrics[s - run->pc->stages].structured;
+        sm->done = true;
+        sm->groups = groups;
+        sm->groups_pruned = pruned;
+    }
+    qh_log(QH_LOG_INFO, s->name, "%s: %d of %d filter groups pruned", s->plugin->name, pruned, groups);
+    return st;
+}
+
 /* One pruning step of stage s at `sparsity` (the pruner keeps what is already pruned). */
 static qh_status prune_to(qh_run *run, const qh_stage *s, double sparsity, qh_error *err)
 {
+    if (is_structured(s->plugin))
+        return structured_to(run, s, sparsity, true, err);
     prune_set ps;
     qh_status st = set_open(run, s, &ps, err);
-    if (st == QH_OK && (st = call_pruner(s, &ps, sparsity, err)) == QH_OK)
+    if (st == QH_OK && (st = call_pruner(s, &ps, sparsity, err)) == QH_OK) {
+        drop_target_quantization(run, s, &ps);
         st = set_apply(run, s, &ps, err);
+    }
     set_close(&ps);
     return st;
 }
 
+/* Adds an event to the list of stage `owner` (a oneshot prune stage or a train stage); returns it,
+ * or NULL when it is only counted (no metrics yet, or the list is full). */
+static qh_prune_event *record_event(qh_run *run, const qh_stage *owner, int64_t epoch, double target,
+                                    double measured)
+{
+    if (!run->metrics)
+        return NULL;
+    qh_stage_metrics *m = &run->metrics[owner - run->pc->stages];
+    if (m->n_prune_events++ >= QHI_MAX_PRUNE_EVENTS)
+        return NULL; /* counted, not listed */
+    qh_prune_event *e = &m->prune_events[m->n_prune_events - 1];
+    *e = (qh_prune_event){epoch, target, measured, false};
+    return e;
+}
+
+/* ---------------------------------------------------------------- physical removal */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { TIME_BATCH = 256, TIME_REPS = 5 };
+
+/* Inference of both graphs on the same test images, in one process with the run's threads: a
+ * warm-up each, then TIME_REPS repetitions alternating which goes first; medians. */
+static qh_status time_pair(qh_run *run, qh_graph *a, qh_graph *b, qh_structured_metrics *sm, qh_error *err)
+{
+    const qh_dataset_info *in = &run->ds.info;
+    int64_t n = in->n_test < TIME_BATCH ? in->n_test : TIME_BATCH, sample = (int64_t)in->channels * in->height * in->width;
+    float *x = malloc(sizeof *x * (size_t)(n * sample + 1));
+    int32_t *y = malloc(sizeof *y * (size_t)(n + 1));
+    int64_t *idx = malloc(sizeof *idx * (size_t)(n + 1));
+    double ta[TIME_REPS], tb[TIME_REPS];
+    qh_status st = x && y && idx && n > 0 ? QH_OK : qh_error_set(err, QH_E_NOMEM, "out of memory");
+    for (int64_t i = 0; st == QH_OK && i < n; i++)
+        idx[i] = i;
+    if (st == QH_OK)
+        st = qh_dataset_load(&run->ds, QH_SPLIT_TEST, idx, n, x, y, err);
+    qh_graph *pair[2] = {a, b};
+    for (int r = -1; st == QH_OK && r < TIME_REPS; r++)
+        for (int k = 0; st == QH_OK && k < 2; k++) {
+            int which = (r & 1) ? 1 - k : k;
+            double t0 = now_s();
+            if (!qh_graph_forward(pair[which], x, n, false, NULL, err))
+                st = QH_E_NOMEM;
+            else if (r >= 0)
+                (which ? tb : ta)[r] = now_s() - t0;
+        }
+    if (st == QH_OK) {
+        qsort(ta, TIME_REPS, sizeof *ta, cmp_double);
+        qsort(tb, TIME_REPS, sizeof *tb, cmp_double);
+        sm->batch = n;
+        sm->threads = run->threads;
+        sm->reps = TIME_REPS;
+        sm->img_s_before = (double)n / ta[TIME_REPS / 2];
+        sm->img_s_after = (double)n / tb[TIME_REPS / 2];
+    }
+    free(x);
+    free(y);
+    free(idx);
+    return st;
+}
+
+static int64_t filter_channels(const qh_graph *g)
+{
+    int64_t n = 0;
+    for (int32_t i = 0; i < qh_graph_n_nodes(g); i++)
+        if (qh_graph_node_op(g, i) == QH_OP_CONV2D || qh_graph_node_op(g, i) == QH_OP_LINEAR)
+            n += g->nodes[i].shape[0];
+    return n;
+}
+
+/* Rebuilds run->g without its dead channels (in place: the graph pointer stays the same). */
+static qh_status remove_channels(qh_run *run, const qh_stage *s, qh_error *err)
+{
+    qh_structured_metrics *sm = &run->metrics[s - run->pc->stages].structured;
+    qh_graph *ng = qh_graph_compact(run->g, err);
+    if (!ng)
+        return QH_E_INVAL;
+    sm->physical = true;
+    sm->params_before = qh_graph_n_params(run->g);
+    sm->params_after = qh_graph_n_params(ng);
+    sm->macs_before = qh_graph_macs(run->g);
+    sm->macs_after = qh_graph_macs(ng);
+    sm->channels_before = filter_channels(run->g);
+    sm->channels_after = filter_channels(ng);
+    qh_status st = time_pair(run, run->g, ng, sm, err);
+    if (st != QH_OK) {
+        qh_graph_free(ng);
+        return st;
+    }
+    bool quantized = false;
+    for (int32_t i = 0; i < run->g->n_weights; i++) {
+        quantized |= run->qt[i].bits > 0;
+        qh_qtensor_clear(&run->qt[i]); /* every shape may change */
+    }
+    if (quantized)
+        qh_log(QH_LOG_WARN, s->name, "removing channels returns the quantized weights to float");
+    qhi_graph_swap(run->g, ng);
+    qh_graph_free(ng);
+    qh_log(QH_LOG_INFO, s->name, "removed %lld of %lld channels: %lld -> %lld parameters, %lld -> %lld MACs per "
+           "sample, inference %.0f -> %.0f img/s (%.2fx; batch %lld, %d threads)",
+           (long long)(sm->channels_before - sm->channels_after), (long long)sm->channels_before,
+           (long long)sm->params_before, (long long)sm->params_after, (long long)sm->macs_before,
+           (long long)sm->macs_after, sm->img_s_before, sm->img_s_after, sm->img_s_after / sm->img_s_before,
+           (long long)sm->batch, sm->threads);
+    return QH_OK;
+}
+
 /* ---------------------------------------------------------------- checks and the one-shot stage */
+
+/* What a stage asks that its pruner cannot give. */
+static qh_status check_physical(const qh_stage *s, qh_error *err)
+{
+    const qh_prune_config *cfg = s->host_cfg;
+    if (cfg->physical && !is_structured(s->plugin))
+        return qh_error_set(err, QH_E_INVAL, "physical = true needs a structured pruner (one that prunes whole "
+                            "filters, e.g. structured); %s is not", s->plugin->name);
+    return QH_OK;
+}
 
 qh_status qhi_prune_check(qh_run *run, qh_error *err)
 {
@@ -123,11 +380,16 @@ qh_status qhi_prune_check(qh_run *run, qh_error *err)
         const qh_stage *s = &run->pc->stages[i];
         if (s->type != QH_STAGE_PRUNE)
             continue;
-        prune_set ps;
-        qh_status st = set_open(run, s, &ps, err);
-        if (st == QH_OK)
-            st = call_pruner(s, &ps, ((const qh_prune_config *)s->host_cfg)->sparsity, err);
-        set_close(&ps);
+        double sparsity = ((const qh_prune_config *)s->host_cfg)->sparsity;
+        qh_status st = check_physical(s, err);
+        if (st == QH_OK && is_structured(s->plugin)) {
+            st = structured_to(run, s, sparsity, false, err);
+        } else if (st == QH_OK) {
+            prune_set ps;
+            if ((st = set_open(run, s, &ps, err)) == QH_OK)
+                st = call_pruner(s, &ps, sparsity, err);
+            set_close(&ps);
+        }
         if (st == QH_E_NOMEM)
             return st;
         if (st != QH_OK) {
@@ -147,10 +409,13 @@ qh_status qhi_prune_stage(qh_run *run, const qh_stage *s, qh_error *err)
         return QH_OK;
     }
     qh_status st = prune_to(run, s, cfg->sparsity, err);
-    if (st == QH_OK)
-        qh_log(QH_LOG_INFO, s->name, "pruned with %s: %.2f %% of the targeted weights are zero", s->plugin->name,
-               100.0 * measured_sparsity(run, s));
-    return st;
+    if (st != QH_OK)
+        return st;
+    double measured = measured_sparsity(run, s);
+    record_event(run, s, -1, cfg->sparsity, measured);
+    qh_log(QH_LOG_INFO, s->name, "pruned with %s: %.2f %% of the targeted weights are zero", s->plugin->name,
+           100.0 * measured);
+    return cfg->physical ? remove_channels(run, s, err) : QH_OK;
 }
 
 /* ---------------------------------------------------------------- schedules during a train stage */
@@ -158,6 +423,8 @@ qh_status qhi_prune_stage(qh_run *run, const qh_stage *s, qh_error *err)
 struct qhi_prune_hook {
     qh_run *run;
     const qh_stage *s;      /* the prune stage */
+    const qh_stage *train;  /* the train stage whose epochs carry the events */
+    qh_prune_event *last;   /* the last event recorded */
     const qh_prune_config *cfg;
     int64_t epochs;         /* of the train stage */
     double s0;              /* measured sparsity when the train stage starts */
@@ -192,7 +459,7 @@ qh_status qhi_prune_hook_begin(qh_run *run, const qh_stage *train, qhi_prune_hoo
     qhi_prune_hook *h = calloc(1, sizeof *h);
     if (!h)
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
-    *h = (qhi_prune_hook){.run = run, .s = s, .cfg = s->host_cfg,
+    *h = (qhi_prune_hook){.run = run, .s = s, .train = train, .cfg = s->host_cfg,
                           .epochs = ((const qh_train_config *)train->host_cfg)->epochs};
     h->s0 = measured_sparsity(run, s);
     *out = h;
@@ -266,10 +533,13 @@ static void restore_best(qhi_prune_hook *h)
 static qh_status event(qhi_prune_hook *h, int64_t t, double target, const char *what, qh_error *err)
 {
     qh_status st = prune_to(h->run, h->s, target, err);
-    if (st == QH_OK)
-        qh_log(QH_LOG_INFO, h->s->name, "after %lld epochs of [%s]: %s to %.2f %%, measured %.2f %%", (long long)t,
-               h->cfg->during, what, 100.0 * target, 100.0 * measured_sparsity(h->run, h->s));
-    return st;
+    if (st != QH_OK)
+        return st;
+    double measured = measured_sparsity(h->run, h->s);
+    h->last = record_event(h->run, h->train, t, target, measured);
+    qh_log(QH_LOG_INFO, h->s->name, "after %lld epochs of [%s]: %s to %.2f %%, measured %.2f %%", (long long)t,
+           h->cfg->during, what, 100.0 * target, 100.0 * measured);
+    return QH_OK;
 }
 
 static qh_status geometric(qhi_prune_hook *h, int64_t t, qh_error *err)
@@ -312,6 +582,8 @@ static qh_status iterative(qhi_prune_hook *h, int64_t t, bool *stop, qh_error *e
             return st;
         if (top1 < h->ref_top1 - c->tolerance) {
             restore_best(h);
+            if (h->last)
+                h->last->undone = true;
             qh_log(QH_LOG_INFO, h->s->name, "round %lld: top-1 %.2f %% at sparsity %.2f %% is more than %g points "
                    "below %.2f %%: kept the model of round %lld (sparsity %.2f %%)", (long long)h->rounds, top1,
                    100.0 * sp, c->tolerance, h->ref_top1, (long long)h->rounds - 1,

@@ -14,9 +14,20 @@ int32_t qhi_select_targets(qh_run *run, const char *targets, const char *exclude
  * "<file>:<line>: error: [<stage>]: ..." with nothing run. The model is left unchanged. */
 qh_status qhi_prune_check(qh_run *run, qh_error *err);
 
-/* Runs prune stage s: schedule = oneshot prunes now; the other schedules only log, their events run
+/* Runs prune stage s: schedule = oneshot prunes now (and with physical = true rebuilds run->g
+ * without the pruned channels, timing both models); the other schedules only log, their events run
  * in the train stage named by `during`. */
 qh_status qhi_prune_stage(qh_run *run, const qh_stage *s, qh_error *err);
+
+/* Structured pruning (a pruner with prune_groups): the host wrapper of that method (sparsity in
+ * [0, 1), groups may only go from kept to pruned), and one whole step on a graph: the coupled
+ * groups of the weights selected by targets / exclude (qh_surgery.h), the pruner's choice, and
+ * (apply) the masks of every filter, bias and batch norm channel of the pruned groups. With apply
+ * false nothing changes (the check before a run). Fails when the targets hold no removable filter. */
+qh_status qhi_pruner_prune_groups(qh_pruner *pr, const qh_prune_target *targets, int32_t n, qh_channel_group *groups,
+                                  int32_t n_groups, double sparsity, qh_error *err);
+qh_status qhi_prune_structured(qh_graph *g, qh_pruner *pr, const char *targets, const char *exclude, double sparsity,
+                               bool apply, int32_t *n_groups, int32_t *n_pruned, qh_error *err);
 
 /* The hook a train stage carries when a prune stage's schedule names it (NULL: none). begin() takes
  * what the schedule measures at the start of the stage (sparsity; iterative: test top-1). */

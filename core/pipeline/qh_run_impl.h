@@ -17,6 +17,31 @@ typedef struct qh_layer_metrics {
     qh_qanalysis qa;   /* error and size analysis of the quantization (quantized_now only) */
 } qh_layer_metrics;
 
+/* One pruning event (issue 4): the call of a oneshot prune stage, or an event of a schedule during
+ * a train stage. */
+typedef struct qh_prune_event {
+    int64_t epoch;     /* epochs of the train stage run before the event; -1: a oneshot prune stage */
+    double target;     /* the sparsity asked of the pruner */
+    double measured;   /* zeros of the masks over the targeted weights afterwards (fraction) */
+    bool undone;       /* iterative: the round was undone (top-1 fell below the tolerance) */
+} qh_prune_event;
+
+#define QHI_MAX_PRUNE_EVENTS 128 /* more are counted, not listed */
+
+/* A structured prune stage: groups pruned and, with physical removal, the model before and after
+ * (inference timed side by side: same batch, threads and process, interleaved repetitions). */
+typedef struct qh_structured_metrics {
+    bool done;
+    bool physical;
+    int32_t groups, groups_pruned;        /* coupled filter groups over the targets; pruned in total */
+    int64_t channels_before, channels_after; /* output channels of conv and linear layers */
+    int64_t params_before, params_after;
+    int64_t macs_before, macs_after;      /* per sample */
+    int64_t batch;
+    int32_t threads, reps;
+    double img_s_before, img_s_after;     /* medians */
+} qh_structured_metrics;
+
 typedef struct qh_stage_metrics {
     char name[QH_NAME_MAX];
     const char *type;
@@ -34,6 +59,10 @@ typedef struct qh_stage_metrics {
     qh_qanalysis qtotal;   /* their analyses added up (qh_qanalysis_add) */
     int32_t n_epochs;
     qh_epoch_log *epochs;
+    /* appended (issue 4), filled by qh_prune_run.c: pruning events of this stage, structured pruning */
+    int32_t n_prune_events;
+    qh_prune_event prune_events[QHI_MAX_PRUNE_EVENTS];
+    qh_structured_metrics structured;
 } qh_stage_metrics;
 
 typedef struct qh_run {

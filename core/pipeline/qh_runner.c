@@ -2,7 +2,9 @@
  * stages in order, and writes the run outputs after every stage. Policy (which tensors a stage
  * touches) lives here; the math lives in the plugins and kernels. */
 #include "pipeline/qh_prune_run.h"
+#include "pipeline/qh_quantize_calib.h"
 #include "pipeline/qh_resume.h"
+#include "pipeline/qh_sweep.h"
 #include "qhost/qh_fileio.h"
 #include "qh_version.h"
 
@@ -219,7 +221,11 @@ static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_er
         goto out;
     created = true;
     int32_t done = 0;
-    for (int32_t k = 0; k < n; k++) {
+    /* data-aware quantizers (and batch-norm folding): calibration capture, qh_quantize_calib.c */
+    bool calib = qhi_quantize_wants_calib(run, s, &qz, idx, n);
+    if (calib && (st = qhi_quantize_calib(run, s, &qz, idx, n, mse, &done, err)) != QH_OK)
+        goto out;
+    for (int32_t k = 0; !calib && k < n; k++) {
         qh_weight *w = &run->g->weights[idx[k]];
         if (!qh_quantizer_accepts(&qz, w->value->name, w->value)) {
             qh_log(QH_LOG_INFO, s->name, "%s: skipped (not accepted by %s)", w->value->name, s->plugin->name);
@@ -490,7 +496,7 @@ qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, 
         qh_log(QH_LOG_INFO, "pipeline", "stage %d/%d [%s] (%s%s%s)", i + 1, pc->n_stages, s->name, m->type,
                s->plugin ? " " : "", s->plugin ? s->plugin->name : "");
         double t0 = now_s();
-        st = run_stage(&run, s, m, err);
+        st = s->n_axes > 0 ? qhi_sweep_stage(&run, s, m, run_stage, err) : run_stage(&run, s, m, err);
         m->wall_s = now_s() - t0;
         if (st != QH_OK) {
             qh_error_prefix(err, "stage [%s] (%s%s%s)", s->name, m->type, s->plugin ? " " : "",

@@ -316,7 +316,12 @@ static const char *missing_method(const qh_plugin *p)
             return "close";
         return p->ops.dataset.load ? NULL : "load";
     case QH_KIND_PRUNER: return p->ops.pruner.prune ? NULL : "prune";
-    case QH_KIND_QUANTIZER: return p->ops.quantizer.quantize ? NULL : "quantize";
+    case QH_KIND_QUANTIZER:
+        if (!p->ops.quantizer.quantize)
+            return "quantize";
+        /* a plugin that asks for calibration data must be able to use it */
+        return p->ops.quantizer.calib_needs && !p->ops.quantizer.quantize_calib ? "quantize_calib (it has calib_needs)"
+                                                                                 : NULL;
     }
     return NULL;
 }

@@ -362,3 +362,80 @@ qh_status qh_quantizer_quantize(qh_quantizer *qz, const char *name, const qh_ten
     }
     return QH_OK;
 }
+
+/* ---------------------------------------------------------------- quantizer, data-aware (1.2) */
+
+uint32_t qh_quantizer_calib_needs(qh_quantizer *qz, const char *name, const qh_tensor *w)
+{
+    if (!qz || !qz->plugin || !w || !qz->plugin->ops.quantizer.calib_needs || !qz->plugin->ops.quantizer.quantize_calib)
+        return 0;
+    uint32_t needs = qz->plugin->ops.quantizer.calib_needs(qz->state, name ? name : "", w);
+    return needs & (QH_CALIB_X | QH_CALIB_XQ | QH_CALIB_H);
+}
+
+/* What is wrong with the layer record the host is about to hand over, or NULL. */
+static const char *calib_problem(const qh_calib_layer *c, uint32_t needs)
+{
+    if (c->struct_size < sizeof *c)
+        return "layer record older than this host";
+    if (!c->w || c->w->dtype != QH_F32 || c->w->ndim < 2)
+        return "weight missing or not an F32 tensor of rank >= 2";
+    if (c->rows < 1 || c->cols < 1 || c->rows * c->cols != qh_tensor_numel(c->w))
+        return "rows x cols does not match the weight";
+    if (c->m < 1)
+        return "no calibration samples";
+    if (((needs & QH_CALIB_X) && !c->x) || ((needs & QH_CALIB_XQ) && !c->xq) || ((needs & QH_CALIB_H) && !c->h))
+        return "the data the quantizer asked for is missing";
+    return NULL;
+}
+
+/* Pruned weights stay pruned: the first masked element the plugin made nonzero, or -1. */
+static int64_t revived_weight(const qh_calib_layer *c, const qh_tensor *deq)
+{
+    const float *v = qh_tensor_f32(deq);
+    for (int64_t i = 0; c->mask && i < c->rows * c->cols; i++)
+        if (!c->mask[i] && v[i] != 0.0f)
+            return i;
+    return -1;
+}
+
+qh_status qh_quantizer_quantize_calib(qh_quantizer *qz, const qh_calib_layer *c, qh_qtensor *q, qh_tensor *deq,
+                                      qh_error *err)
+{
+    if (!qz || !qz->plugin)
+        return qh_error_set(err, QH_E_INVAL, "qh_quantizer_quantize_calib: quantizer not created");
+    const qh_plugin *p = qz->plugin;
+    if (!c || !q || !deq)
+        return qh_error_set(err, QH_E_INVAL, "quantizer %s: missing layer, output or dequantized tensor", p->name);
+    const char *name = c->name ? c->name : "";
+    if (!p->ops.quantizer.quantize_calib)
+        return qh_error_set(err, QH_E_UNSUPPORTED, "quantizer %s: tensor %s: no quantize_calib method", p->name, name);
+    const char *why = calib_problem(c, c->w ? qh_quantizer_calib_needs(qz, name, c->w) : 0);
+    if (why)
+        return qh_error_set(err, QH_E_INVAL, "quantizer %s: tensor %s: %s", p->name, name, why);
+    if (deq->dtype != QH_F32 || !same_shape(c->w, deq))
+        return qh_error_set(err, QH_E_INVAL, "quantizer %s: tensor %s: weight and dequantized output must be F32 "
+                            "of one shape", p->name, name);
+    memset(q, 0, sizeof *q);
+    qh_error_clear(err);
+    qh_status st = p->ops.quantizer.quantize_calib(qz->state, c, q, deq, err);
+    if (st != QH_OK) {
+        qh_qtensor_clear(q);
+        if (err && err->msg[0] == '\0')
+            qh_error_set(err, st, "quantize_calib failed (%s)", qh_status_str(st));
+        qh_error_prefix(err, "quantizer %s: tensor %s", p->name, name);
+        return st;
+    }
+    char buf[160];
+    why = qtensor_problem(q, c->w, buf, sizeof buf);
+    int64_t revived = why ? -1 : revived_weight(c, deq);
+    if (why || revived >= 0) {
+        qh_qtensor_clear(q);
+        if (why)
+            return qh_error_set(err, QH_E_INTERNAL, "quantizer %s: tensor %s: quantize_calib returned a bad result: %s",
+                                p->name, name, why);
+        return qh_error_set(err, QH_E_INTERNAL, "quantizer %s: tensor %s: quantize_calib made pruned weight #%lld "
+                            "nonzero (masked weights must stay 0)", p->name, name, (long long)revived);
+    }
+    return QH_OK;
+}

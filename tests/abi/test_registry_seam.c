@@ -86,7 +86,7 @@ static int q_accepts(void *state, const char *name, const qh_tensor *w)
 
 static const qh_model_ops model_ops = {sizeof(qh_model_ops), m_build};
 static const qh_dataset_ops dataset_ops = {sizeof(qh_dataset_ops), d_open, d_close, d_load, NULL};
-static const qh_pruner_ops pruner_ops = {sizeof(qh_pruner_ops), NULL, NULL, p_prune};
+static const qh_pruner_ops pruner_ops = {sizeof(qh_pruner_ops), NULL, NULL, p_prune, NULL};
 static const qh_quantizer_ops quantizer_ops = {.struct_size = sizeof(qh_quantizer_ops), .quantize = q_quantize, .accepts = q_accepts};
 
 typedef struct cfg {
@@ -214,7 +214,7 @@ static void test_ops_rejections(void **state)
         snprintf(want, sizeof want, "dataset 'd': missing required method %s", method[i]);
         expect_desc_rejected(&d, want);
     }
-    qh_pruner_ops po = {sizeof po, NULL, NULL, NULL};
+    qh_pruner_ops po = {sizeof po, NULL, NULL, NULL, NULL};
     d = desc_of(QH_KIND_PRUNER, "p");
     d.ops.pruner = &po;
     expect_desc_rejected(&d, "pruner 'p': missing required method prune");

@@ -207,7 +207,7 @@ static void test_pruner(void **state)
 {
     (void)state;
     qh_plugin p = plugin_of(QH_KIND_PRUNER, "first");
-    p.ops.pruner = (qh_pruner_ops){sizeof(qh_pruner_ops), NULL, NULL, pr_prune};
+    p.ops.pruner = (qh_pruner_ops){sizeof(qh_pruner_ops), NULL, NULL, pr_prune, NULL};
     const int64_t shape[2] = {2, 2};
     qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
     uint8_t mask[4] = {1, 1, 0, 1};

@@ -81,7 +81,7 @@ static const qh_param magnitude_params[] = {
     QH_P_ENUM("scope", magnitude_cfg, scope, 0, scope_choices, "per layer or over all targets"),
     QH_P_END,
 };
-static const qh_pruner_ops magnitude_ops = {sizeof(qh_pruner_ops), NULL, NULL, magnitude_prune};
+static const qh_pruner_ops magnitude_ops = {sizeof(qh_pruner_ops), NULL, NULL, magnitude_prune, NULL};
 static const qh_plugin_desc magnitude_desc = {sizeof(qh_plugin_desc), QH_KIND_PRUNER, "magnitude", "|w|", NULL,
                                               magnitude_params, sizeof(magnitude_cfg), {.pruner = &magnitude_ops}};
 

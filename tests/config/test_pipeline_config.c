@@ -96,6 +96,7 @@ static const char *const bad_files[] = {
     "bad_bool",              "bad_missing_required", "bad_missing_stages",    "bad_missing_sections",
     "bad_unknown_plugin",    "bad_stage_type",       "bad_stage_list",        "bad_syntax",
     "bad_sparsity_one",      "bad_plugin_on_evaluate", "bad_many",          "bad_train_engine",
+    "bad_sweep_values",      "bad_sweep_stages",
 };
 
 static void check_bad_file(const char *base)

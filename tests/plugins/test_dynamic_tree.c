@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/quantizers/dynamic_tree/dt_impl.h"
 #include "plugin_util.h"
 #include "qhost/qh_log.h"
 #include "qhost/qh_parallel.h"
@@ -364,6 +365,131 @@ static void test_zeros(void **state)
     qh_tensor_free(w);
 }
 
+/* ---- the fast path (dt_run.c, qq_stepfn), compiled in: the same answers as dt_nearest and the
+ * reference loop */
+
+#ifdef QQ_X86
+QQ_AVX2 static void eval_avx2(const qq_stepfn *s, const float *v, int64_t n, int32_t *out)
+{
+    for (int64_t i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_si256((__m256i *)(out + i), qq_stepfn_avx2(s, _mm256_loadu_ps(v + i)));
+}
+#endif
+
+/* The step table against dt_nearest on every float of [-1, 1] whose 10 low bits are zero, every
+ * midpoint's neighbours (+-3 ulps) and both sides of every table cell boundary. */
+static void test_step_table(void **state)
+{
+    (void)state;
+    int64_t cap = (int64_t)1 << 22, n;
+    float *v = malloc(sizeof(float) * (size_t)cap);
+    int32_t *got = malloc(sizeof(int32_t) * (size_t)cap);
+    for (int bits = 2; bits <= 8; bits++) {
+        dt_cfg cfg = {bits, DT_GRAN_BLOCK, DT_MODE_BNB, 4096};
+        dt_coder *c = dt_coder_new(&cfg);
+        assert_non_null(c);
+        assert_true(c->fast_ok);
+        assert_true(c->nearest.steps <= 2);
+        n = 0;
+        for (uint32_t u = 0; u <= 0x3F800000u; u += 1024) {
+            v[n++] = qq_float(u);
+            v[n++] = -qq_float(u);
+        }
+        for (int k = 0; k + 1 < c->n; k++) {
+            float m = (float)c->mid[k], lo = m, hi = m;
+            v[n++] = m;
+            for (int d = 0; d < 3; d++) {
+                v[n++] = lo = nextafterf(lo, -2.0f);
+                v[n++] = hi = nextafterf(hi, 2.0f);
+            }
+        }
+        for (uint64_t cell = 0; ((cell << c->nearest.shift) + c->nearest.lo) <= c->nearest.hi && n + 2 < cap; cell++) {
+            uint32_t k = (uint32_t)((cell << c->nearest.shift) + c->nearest.lo);
+            v[n++] = qq_okey_float(k);
+            v[n++] = qq_okey_float(k - 1);
+        }
+        for (int64_t i = 0; i < n; i++) /* keep to [-1, 1], the domain */
+            v[i] = v[i] > 1.0f ? 1.0f : v[i] < -1.0f ? -1.0f : v[i];
+        while (n % 8)
+            v[n++] = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            if (qq_stepfn_eval(&c->nearest, v[i]) != dt_nearest(c->mid, c->n, v[i]))
+                fail_msg("bits %d: v = %a: table %d, search %d", bits, (double)v[i], qq_stepfn_eval(&c->nearest, v[i]),
+                         dt_nearest(c->mid, c->n, v[i]));
+#ifdef QQ_X86
+        if (qq_have_avx2()) {
+            eval_avx2(&c->nearest, v, n, got);
+            for (int64_t i = 0; i < n; i++)
+                if (got[i] != dt_nearest(c->mid, c->n, v[i]))
+                    fail_msg("bits %d: v = %a: AVX2 %d, search %d", bits, (double)v[i], got[i],
+                             dt_nearest(c->mid, c->n, v[i]));
+        }
+#endif
+        free(c);
+    }
+    free(v);
+    free(got);
+}
+
+/* dt_run's reference and fast paths: codes, scales, values, exponent counts (and codes alone), with
+ * 1 and 2 threads. */
+static void compare_runs(const dt_cfg *cfg, const qh_tensor *w)
+{
+    int64_t n = qh_tensor_numel(w);
+    qh_qtensor q = {0};
+    dt_groups G = dt_make_groups(cfg, w, &q);
+    dt_coder *c = dt_coder_new(cfg);
+    size_t cs = (cfg->mode == DT_MODE_BNB ? 1 : 2) * (size_t)n;
+    void *k[4];
+    float *s[4], *d[4];
+    int64_t cnt[4][DT_MAX_E + 1];
+    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without values */
+        k[v] = calloc(cs + 1, 1);
+        s[v] = calloc((size_t)G.count + 1, sizeof(float));
+        d[v] = calloc((size_t)n + 1, sizeof(float));
+        qh_set_threads(v >= 2 ? 2 : 1);
+        dt_out o = {k[v], s[v], v == 3 ? NULL : d[v], cnt[v]};
+        assert_int_equal(dt_run(c, &G, w, &o, v > 0), 0);
+    }
+    for (int v = 1; v < 4; v++) {
+        assert_memory_equal(k[0], k[v], cs);
+        assert_memory_equal(s[0], s[v], sizeof(float) * (size_t)G.count);
+        assert_memory_equal(cnt[0], cnt[v], sizeof cnt[0]);
+        if (v < 3)
+            assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
+    }
+    for (int v = 0; v < 4; v++) {
+        free(k[v]);
+        free(s[v]);
+        free(d[v]);
+    }
+    free(c);
+    qh_set_threads(1);
+}
+
+static void test_fast_matches_reference(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(31, 517, 14);
+    float *x = qh_tensor_f32(w);
+    for (int i = 0; i < 517; i++) /* row 0: zeros, -0, values far below the absmax */
+        x[i] = i % 3 == 0 ? 0.0f : i % 3 == 1 ? -0.0f : 1e-9f * (float)(i - 250);
+    static const int64_t blocks[] = {4096, 33, 2};
+    for (int bits = 2; bits <= 8; bits++)
+        for (int gran = DT_GRAN_BLOCK; gran <= DT_GRAN_TENSOR; gran++)
+            for (int b = 0; b < (gran == DT_GRAN_BLOCK ? 3 : 1); b++) {
+                dt_cfg cfg = {bits, gran, DT_MODE_BNB, blocks[b]};
+                compare_runs(&cfg, w);
+            }
+    dt_cfg seed = {8, DT_GRAN_ROW, DT_MODE_SEED001, 4096}; /* the fast flag changes nothing there */
+    compare_runs(&seed, w);
+    qh_tensor_free(w);
+    qh_tensor *big = gaussian(4, 600001, 15); /* larger than QQ_NT_MIN: values streamed */
+    dt_cfg cfg = {8, DT_GRAN_BLOCK, DT_MODE_BNB, 4096};
+    compare_runs(&cfg, big);
+    qh_tensor_free(big);
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -430,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_seed_values),       cmocka_unit_test(test_exponent_counts),
         cmocka_unit_test(test_nearest_and_error), cmocka_unit_test(test_zeros),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_step_table),        cmocka_unit_test(test_fast_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -4,7 +4,10 @@
  * bit fields (bias, subnormals, specials), the round-to-nearest-even rule stated on neighbours,
  * and seed 001's round_fp8 re-implemented with frexp from seeds.md 2.3. The encoder itself
  * (fp8code.c) is also linked in to test saturation far past the range, which absmax scaling never
- * produces through the plugin.
+ * produces through the plugin. The plugin's fast path (fp8_fast.c / fp8_simd.h, fp8_run.c) is
+ * compiled in as well and compared with the scalar encoder on every float whose low 11 bits are
+ * zero plus the neighbours of every code and every halfway point, and with the reference loop on
+ * whole tensors.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -14,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "../../plugins/quantizers/fp8/fp8code.h"
+#include "../../plugins/quantizers/fp8/fp8_impl.h"
 #include "plugin_util.h"
 #include "qhost/qh_parallel.h"
 
@@ -392,6 +395,128 @@ static void test_zeros(void **state)
     qh_tensor_free(w);
 }
 
+/* The AVX2 encoder against fp8_encode / fp8_decode, s = 1: codes and values, bit for bit. */
+static void check_encoder(int fmt, const float *v, int64_t n)
+{
+    const fp8_format *f = fp8_format_get((fp8_kind)fmt);
+    uint8_t *c = malloc((size_t)n);
+    float *y = malloc(sizeof(float) * (size_t)n);
+    int64_t done = fp8_encode_ocp_fast(v, n, 1.0f, f, c, y, 0);
+    if (done == 0) { /* no AVX2 on this machine: nothing to compare */
+        free(c);
+        free(y);
+        return;
+    }
+    assert_int_equal(done, n / 32 * 32);
+    for (int64_t i = 0; i < done; i++) {
+        uint8_t want = fp8_encode(v[i], f);
+        float val = fp8_decode(want, f) * 1.0f;
+        if (c[i] != want || memcmp(&y[i], &val, sizeof val) != 0)
+            fail_msg("format %d: v = %a: code 0x%02x value %a, want 0x%02x %a", fmt, (double)v[i], c[i], (double)y[i],
+                     want, (double)val);
+    }
+    free(c);
+    free(y);
+}
+
+static void test_fast_encoder(void **state)
+{
+    (void)state;
+    int64_t cap = (1 << 21) + 4 * 256 * 16 + 64, n = 0;
+    float *v = malloc(sizeof(float) * (size_t)cap);
+    for (uint64_t u = 0; u < (1ull << 32); u += 1u << 11) { /* every float with 11 low zero bits, finite */
+        float x;
+        uint32_t b = (uint32_t)u;
+        memcpy(&x, &b, sizeof x);
+        if (isfinite(x))
+            v[n++] = x;
+    }
+    int64_t base = n;
+    for (int fmt = 0; fmt < 2; fmt++) {
+        n = base;
+        const fp8_format *f = fp8_format_get((fp8_kind)fmt);
+        for (int c = 0; c < 128; c++) { /* each code's value and the halfway point to the next, +-2 ulps */
+            float a = fp8_decode((uint8_t)c, f), b = c < 127 ? fp8_decode((uint8_t)(c + 1), f) : 2 * f->max;
+            if (!isfinite(a))
+                continue;
+            float pts[2] = {a, isfinite(b) ? a + (b - a) / 2 : 2 * f->max}; /* halfway is exact in FP32 */
+            for (int p = 0; p < 2; p++) {
+                float lo = pts[p], hi = pts[p];
+                v[n++] = pts[p];
+                v[n++] = -pts[p];
+                for (int d = 1; d <= 2; d++) {
+                    lo = nextafterf(lo, -INFINITY);
+                    hi = nextafterf(hi, INFINITY);
+                    v[n++] = lo;
+                    v[n++] = -lo;
+                    v[n++] = hi;
+                    v[n++] = -hi;
+                }
+            }
+        }
+        while (n % 32) /* a full last vector */
+            v[n++] = f->max;
+        check_encoder(fmt, v, n);
+    }
+    free(v);
+}
+
+/* fp8_run's reference and fast paths: codes, scales, values (and codes alone), 1 and 2 threads. */
+static void compare_runs(const fp8_cfg *cfg, const qh_tensor *w)
+{
+    int64_t n = qh_tensor_numel(w);
+    qh_qtensor q = {0};
+    fp8_layout L = fp8_make_layout(cfg, w, &q);
+    float book[256];
+    int nb = fp8_make_book(cfg, book);
+    uint8_t *c[4];
+    float *s[4], *d[4];
+    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without values */
+        c[v] = calloc((size_t)n + 1, 1);
+        s[v] = calloc((size_t)L.groups + 1, sizeof(float));
+        d[v] = calloc((size_t)n + 1, sizeof(float));
+        qh_set_threads(v >= 2 ? 2 : 1);
+        fp8_out o = {c[v], s[v], v == 3 ? NULL : d[v], book, nb};
+        assert_int_equal(fp8_run(cfg, &L, w, &o, v > 0), 0);
+    }
+    for (int v = 1; v < 4; v++) {
+        assert_memory_equal(c[0], c[v], (size_t)n);
+        assert_memory_equal(s[0], s[v], sizeof(float) * (size_t)L.groups);
+        if (v < 3)
+            assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
+    }
+    for (int v = 0; v < 4; v++) {
+        free(c[v]);
+        free(s[v]);
+        free(d[v]);
+    }
+    qh_set_threads(1);
+}
+
+static void test_fast_matches_reference(void **state)
+{
+    (void)state;
+    qh_tensor *w = gaussian(29, 333, 12);
+    float *x = qh_tensor_f32(w);
+    for (int i = 0; i < 333; i++) /* row 0: zeros, -0, tiny (subnormal after scaling) and huge values */
+        x[i] = i % 4 == 0 ? 0.0f : i % 4 == 1 ? -0.0f : i % 4 == 2 ? 1e-30f * (float)i : -1e20f * (float)i;
+    for (int fmt = 0; fmt < 2; fmt++)
+        for (int gran = FP8_GRAN_TENSOR; gran <= FP8_GRAN_BLOCK; gran++)
+            for (int mode = 0; mode < 2; mode++)
+                for (int b = 0; b < (gran == FP8_GRAN_BLOCK ? 3 : 1); b++) {
+                    static const int64_t blocks[] = {32, 7, 1};
+                    fp8_cfg cfg = {fmt, gran, mode, blocks[b]};
+                    compare_runs(&cfg, w);
+                }
+    qh_tensor_free(w);
+    qh_tensor *big = gaussian(3, 700001, 13); /* larger than QQ_NT_MIN: values streamed */
+    for (int gran = FP8_GRAN_TENSOR; gran <= FP8_GRAN_ROW; gran++) {
+        fp8_cfg cfg = {0, gran, 0, 32};
+        compare_runs(&cfg, big);
+    }
+    qh_tensor_free(big);
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -461,7 +586,8 @@ int main(void)
         cmocka_unit_test(test_saturation),     cmocka_unit_test(test_error_bound),
         cmocka_unit_test(test_partial_blocks), cmocka_unit_test(test_seed_mode),
         cmocka_unit_test(test_zeros),          cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_rejects),        cmocka_unit_test(test_fast_encoder),
+        cmocka_unit_test(test_fast_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,7 +1,10 @@
 /* test_kmeans.c - the kmeans (Deep Compression weight sharing) quantizer, called through its ops.
  *
  * References: a hand-solved example, a plain serial Lloyd's algorithm written here (linear scan
- * over the centroids, sums in element order), and the core decoder qh_qtensor_dequantize.
+ * over the centroids, sums in element order; on these weights double sums are exact, as the
+ * plugin's integer sums are), and the core decoder qh_qtensor_dequantize. The plugin's own two
+ * paths (km_ref.c: a pass per iteration; km_fast.c: sorted weights, prefix sums, step table) are
+ * compiled in and compared byte for byte.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -11,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/quantizers/kmeans/km_impl.h"
 #include "plugin_util.h"
 #include "qhost/qh_parallel.h"
 
@@ -77,11 +81,11 @@ static void check_form(const qh_tensor *w, const run *r, int bits)
     qh_tensor_free(dec);
 }
 
-/* Two clusters by hand: init {0, 1.2}; {0, .1, .2} and {1, 1.1, 1.2} -> centroids .1 and 1.1. */
+/* Two clusters by hand: init {.05, 1.2}; {.05, .1, .2} and {1, 1.1, 1.2} -> their means. */
 static void test_hand_example(void **state)
 {
     (void)state;
-    float v[6] = {0.0f, 0.1f, 0.2f, 1.0f, 1.1f, 1.2f};
+    float v[6] = {0.05f, 0.1f, 0.2f, 1.0f, 1.1f, 1.2f};
     qh_tensor *w = from_values(v, 6);
     void *cfg = make_cfg(1, 100);
     run r;
@@ -136,6 +140,7 @@ static int ref_kmeans(const float *x, int64_t n, int k, int max_iter, float *c, 
             changed += codes[i] != best;
             codes[i] = (uint8_t)best;
         }
+        changed |= pass == 0; /* the first assignment has nothing to compare with: always one update */
     }
     return it;
 }
@@ -207,7 +212,7 @@ static void test_error_decreases(void **state)
 static void test_empty_clusters(void **state)
 {
     (void)state;
-    float v[7] = {0, 0, 0, 0, 9, 9, 9};
+    float v[7] = {1, 1, 1, 1, 9, 9, 9};
     qh_tensor *w = from_values(v, 7);
     void *cfg = make_cfg(2, 100);
     run r;
@@ -215,8 +220,8 @@ static void test_empty_clusters(void **state)
     assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
     check_form(w, &r, 2);
     const float *book = qh_tensor_f32(r.q.codebook);
-    assert_true(book[0] == 0.0f && book[3] == 9.0f);
-    assert_true(book[1] == 9.0f * (1.0f / 3.0f) && book[2] == 9.0f * (2.0f / 3.0f));
+    assert_true(book[0] == 1.0f && book[3] == 9.0f);
+    assert_true(book[1] == 1.0f + 8.0f * (1.0f / 3.0f) && book[2] == 1.0f + 8.0f * (2.0f / 3.0f));
     for (int i = 0; i < 7; i++)
         assert_true(qh_tensor_f32(r.deq)[i] == v[i]);
     run_free(&r);
@@ -240,6 +245,120 @@ static void test_constant(void **state)
     run_free(&r);
     free(cfg);
     qh_tensor_free(w);
+}
+
+/* Pruned weights stay pruned: with exact zeros (+0 and -0) code 0 is 0.0 and belongs to exactly the
+ * zeros; the other 2^bits - 1 values are Lloyd's centroids of the nonzero weights alone (the
+ * reference here runs on the nonzero values with k - 1 centroids). */
+static void test_pruned_zeros(void **state)
+{
+    (void)state;
+    qh_tensor *w = make_weights(40, 100, 9);
+    float *x = qh_tensor_f32(w);
+    int64_t n = qh_tensor_numel(w), nz = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i % 3 != 1) /* two thirds pruned, some as -0 */
+            x[i] = i % 7 == 0 ? -0.0f : 0.0f;
+    float *vals = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0.0f)
+            vals[nz++] = x[i];
+    uint8_t *ref_codes = malloc((size_t)nz);
+    for (int bits = 1; bits <= 5; bits++) {
+        int k = 1 << bits;
+        float c[32];
+        ref_kmeans(vals, nz, k - 1, 100, c, ref_codes);
+        void *cfg = make_cfg(bits, 100);
+        run r;
+        qh_error err = {{0}};
+        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        check_form(w, &r, bits);
+        const float *book = qh_tensor_f32(r.q.codebook), *y = qh_tensor_f32(r.deq);
+        const uint8_t *code = r.q.codes->data;
+        assert_true(book[0] == 0.0f && !signbit(book[0]));
+        assert_memory_equal(book + 1, c, sizeof(float) * (size_t)(k - 1));
+        for (int64_t i = 0, j = 0; i < n; i++) {
+            if (x[i] == 0.0f) {
+                assert_int_equal(code[i], 0);
+                assert_true(y[i] == 0.0f);
+            } else {
+                assert_int_equal(code[i], ref_codes[j++] + 1);
+                assert_true(y[i] != 0.0f);
+            }
+        }
+        run_free(&r);
+        free(cfg);
+    }
+    free(vals);
+    free(ref_codes);
+    qh_tensor_free(w);
+}
+
+/* km_run's reference and fast paths, byte for byte: codes, book, deq (and codes alone), the number
+ * of updates, on Gaussian weights, pruned ones, few distinct values (empty clusters, ties), a
+ * constant tensor and a wide dynamic range; each with 1 and 2 threads. */
+static void run_both(const qh_tensor *w, int bits, int max_iter)
+{
+    int64_t n = qh_tensor_numel(w), k = (int64_t)1 << bits;
+    kmeans_cfg cfg = {bits, max_iter};
+    uint8_t *c[3];
+    float *d[3], b[3][256];
+    km_info info[3];
+    for (int v = 0; v < 3; v++) { /* reference 1 thread, fast 1 thread, fast 2 threads */
+        c[v] = malloc((size_t)n);
+        d[v] = malloc(sizeof(float) * (size_t)n);
+        qh_set_threads(v == 2 ? 2 : 1);
+        km_out o = {c[v], b[v], d[v]};
+        assert_int_equal(km_run(&cfg, w, &o, v > 0, &info[v]), KM_OK);
+    }
+    for (int v = 1; v < 3; v++) {
+        assert_memory_equal(c[0], c[v], (size_t)n);
+        assert_memory_equal(b[0], b[v], sizeof(float) * (size_t)k);
+        assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
+        assert_int_equal(info[0].updates, info[v].updates);
+        assert_int_equal(info[0].converged, info[v].converged);
+    }
+    km_out o = {c[1], b[1], NULL}; /* codes only */
+    memset(c[1], 0xEE, (size_t)n);
+    assert_int_equal(km_run(&cfg, w, &o, 1, NULL), KM_OK);
+    assert_memory_equal(c[0], c[1], (size_t)n);
+    for (int v = 0; v < 3; v++) {
+        free(c[v]);
+        free(d[v]);
+    }
+}
+
+static void test_fast_matches_reference(void **state)
+{
+    (void)state;
+    qh_tensor *g = make_weights(123, 457, 21); /* 56211 elements: several chunks and a tail */
+    for (int bits = 1; bits <= 8; bits++)
+        run_both(g, bits, bits == 8 ? 20 : 100);
+    float *x = qh_tensor_f32(g);
+    int64_t n = qh_tensor_numel(g);
+    qh_tensor *p = qh_tensor_clone(g, NULL), *q = qh_tensor_clone(g, NULL), *e = qh_tensor_clone(g, NULL);
+    float *xp = qh_tensor_f32(p), *xq = qh_tensor_f32(q), *xe = qh_tensor_f32(e);
+    for (int64_t i = 0; i < n; i++) {
+        xp[i] = i % 4 ? 0.0f : x[i];                     /* 75 % pruned */
+        xq[i] = (float)((int)(x[i] * 20.0f)) * 0.125f;   /* few distinct values, exact zeros among them */
+        xe[i] = x[i] * (i % 5 == 0 ? 1e-30f : 1e6f);     /* magnitudes 36 decades apart */
+    }
+    for (int bits = 2; bits <= 8; bits += 3) {
+        run_both(p, bits, 100);
+        run_both(q, bits, 100);
+        run_both(e, bits, 30);
+    }
+    for (int64_t i = 0; i < n; i++)
+        xq[i] = 0.75f;
+    run_both(q, 4, 100); /* constant */
+    for (int64_t i = 0; i < n; i++)
+        xq[i] = i % 2 ? 0.0f : -0.0f;
+    run_both(q, 3, 100); /* all zeros */
+    qh_tensor_free(g);
+    qh_tensor_free(p);
+    qh_tensor_free(q);
+    qh_tensor_free(e);
+    qh_set_threads(1);
 }
 
 static void test_threads_identical(void **state)
@@ -308,6 +427,8 @@ int main(void)
         cmocka_unit_test(test_error_decreases),
         cmocka_unit_test(test_empty_clusters),
         cmocka_unit_test(test_constant),
+        cmocka_unit_test(test_pruned_zeros),
+        cmocka_unit_test(test_fast_matches_reference),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_rejects),
     };

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/quantizers/linear/linear_impl.h"
 #include "plugin_util.h"
 #include "qhost/qh_parallel.h"
 
@@ -741,6 +742,76 @@ static void test_seed001_degenerate(void **state)
     qh_tensor_free(w);
 }
 
+/* lin_run's reference loops (fast = 0) and fast ones, byte for byte, with 1 and 2 threads, with and
+ * without the dequantized output. */
+static void compare_paths(const linear_cfg *cfg, const qh_tensor *w)
+{
+    int64_t n = qh_tensor_numel(w);
+    lin_layout l = lin_make_layout(cfg, w);
+    qh_dtype dt = lin_code_dtype(cfg);
+    size_t cs = qh_dtype_size(dt) * (size_t)n, gs = (size_t)(l.groups > 0 ? l.groups : 1);
+    void *c[4];
+    float *s[4], *d[4];
+    int32_t *z[4];
+    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without deq */
+        c[v] = calloc(cs + 1, 1);
+        s[v] = calloc(gs, sizeof(float));
+        z[v] = calloc(gs, sizeof(int32_t));
+        d[v] = calloc((size_t)n + 1, sizeof(float));
+        qh_set_threads(v >= 2 ? 2 : 1);
+        lin_out o = {c[v], dt, s[v], cfg->mode == LIN_MODE_ASYMMETRIC ? z[v] : NULL, v == 3 ? NULL : d[v]};
+        assert_int_equal(lin_run(cfg, w, &o, v > 0) >= 0, 1);
+    }
+    for (int v = 1; v < 4; v++) {
+        assert_memory_equal(c[0], c[v], cs);
+        assert_memory_equal(s[0], s[v], gs * sizeof(float));
+        assert_memory_equal(z[0], z[v], gs * sizeof(int32_t));
+        if (v < 3)
+            assert_memory_equal(d[0], d[v], (size_t)n * sizeof(float));
+    }
+    for (int v = 0; v < 4; v++) {
+        free(c[v]);
+        free(s[v]);
+        free(z[v]);
+        free(d[v]);
+    }
+    qh_set_threads(1);
+}
+
+static void test_fast_matches_reference(void **state)
+{
+    (void)state;
+    qh_tensor *w = make_matrix(37, 301, 31); /* rows not a multiple of 32 elements */
+    float *x = qh_tensor_f32(w);
+    for (int i = 0; i < 301; i++) /* row 0: exact halfway values at scale 1 (amax 127), and -0 */
+        x[i] = i == 0 ? 127.0f : i == 1 ? -0.0f : (float)(i % 255 - 127) + (i % 2 ? 0.5f : -0.5f);
+    for (int i = 301; i < 602; i++) /* row 1: all zeros */
+        x[i] = 0.0f;
+    static const int bits[] = {2, 5, 8, 12, 16};
+    static const int64_t blocks[] = {64, 7, 1, 1000};
+    for (int gran = LIN_GRAN_TENSOR; gran <= LIN_GRAN_BLOCK; gran++)
+        for (int mode = LIN_MODE_SYMMETRIC; mode <= LIN_MODE_SEED001; mode++)
+            for (int b = 0; b < 5; b++)
+                for (int k = 0; k < (gran == LIN_GRAN_BLOCK ? 4 : 1); k++) {
+                    linear_cfg cfg = {bits[b], gran, mode, blocks[k], LIN_ROUND_NEAREST, LIN_RANGE_MINMAX, 99.9, 0};
+                    compare_paths(&cfg, w);
+                    if (mode != LIN_MODE_SEED001 && k == 0 && (b == 1 || b == 2)) {
+                        cfg.range = LIN_RANGE_MSE;
+                        compare_paths(&cfg, w);
+                        cfg.range = LIN_RANGE_PERCENTILE;
+                        compare_paths(&cfg, w);
+                    }
+                }
+    qh_tensor_free(w);
+    /* larger than QQ_NT_MIN: the dequantized values are streamed past the cache */
+    qh_tensor *big = make_matrix(2, 1100003, 32);
+    for (int gran = LIN_GRAN_TENSOR; gran <= LIN_GRAN_BLOCK; gran++) {
+        linear_cfg cfg = {8, gran, LIN_MODE_ASYMMETRIC, 4096, LIN_ROUND_NEAREST, LIN_RANGE_MINMAX, 99.9, 0};
+        compare_paths(&cfg, big);
+    }
+    qh_tensor_free(big);
+}
+
 /* Every option combination gives the same bits on 1 and 2 threads. */
 static void test_threads_all_options(void **state)
 {
@@ -786,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_seed001),
         cmocka_unit_test(test_seed001_degenerate),
         cmocka_unit_test(test_threads_all_options),
+        cmocka_unit_test(test_fast_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

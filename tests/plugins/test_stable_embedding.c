@@ -3,6 +3,8 @@
  * References: the definition itself (a stable order by |w|, groups of g consecutive sorted
  * elements, absmax per group), checked element by element from the permutation the plugin stores;
  * the core reference decoder (which must restore the original order); and the size formula.
+ * The plugin's fast path (se_fast.c: bucket partition, in-cache ranking, outputs in flat order) is
+ * compiled in and compared byte for byte with its reference sort.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/quantizers/stable_embedding/se_impl.h"
 #include "plugin_util.h"
 #include "qhost/qh_parallel.h"
 
@@ -39,9 +42,19 @@ static void *make_cfg(int bits, int code, int group, int seed)
 typedef test_qrun run;
 #define run_free test_qrun_free
 
+/* One call through the plugin's lifecycle: create (its state keeps working memory), quantize, destroy. */
 static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
 {
-    return test_quantize(desc, cfg, w, out, err);
+    const qh_quantizer_ops *ops = desc->ops.quantizer;
+    void *st = NULL;
+    memset(out, 0, sizeof *out);
+    qh_status s = ops->create(cfg, &st, err);
+    if (s != QH_OK)
+        return s;
+    out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
+    s = ops->quantize(st, "test.weight", w, &out->q, out->deq, err);
+    ops->destroy(st);
+    return s;
 }
 
 static void check_decoder(const run *r)
@@ -268,6 +281,82 @@ static void test_threads_identical(void **state)
     qh_tensor_free(conv);
 }
 
+/* se_run's reference and fast paths: codes, scales, perm, values (and without values), with 1 and
+ * 2 threads; the fast path keeps its working memory between calls as the plugin does. */
+static void compare_runs(const se_cfg *cfg, const qh_tensor *w)
+{
+    int64_t n = qh_tensor_numel(w), groups = (n + cfg->group - 1) / cfg->group;
+    uint8_t *c[4];
+    float *s[4], *d[4];
+    int32_t *p[4];
+    se_scratch scratch = {0};
+    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without values */
+        c[v] = calloc((size_t)n + 1, 1);
+        s[v] = calloc((size_t)groups + 1, sizeof(float));
+        d[v] = calloc((size_t)n + 1, sizeof(float));
+        p[v] = calloc((size_t)n + 1, sizeof(int32_t));
+        qh_set_threads(v >= 2 ? 2 : 1);
+        se_out o = {c[v], s[v], p[v], v == 3 ? NULL : d[v]};
+        assert_int_equal(se_run(cfg, w, &o, v > 0, &scratch), SE_OK);
+    }
+    for (int v = 1; v < 4; v++) {
+        assert_memory_equal(c[0], c[v], (size_t)n);
+        assert_memory_equal(s[0], s[v], sizeof(float) * (size_t)groups);
+        assert_memory_equal(p[0], p[v], sizeof(int32_t) * (size_t)n);
+        if (v < 3)
+            assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
+    }
+    for (int v = 0; v < 4; v++) {
+        free(c[v]);
+        free(s[v]);
+        free(d[v]);
+        free(p[v]);
+    }
+    se_scratch_free(&scratch);
+    qh_set_threads(1);
+}
+
+static void test_fast_matches_reference(void **state)
+{
+    (void)state;
+    int64_t shape[2] = {61, 1013}; /* 61793 elements: not a multiple of 32 or of the groups */
+    qh_tensor *w = gaussian(2, shape, 9);
+    static const int64_t groups[] = {256, 2, 3, 1000, 61793, 100000};
+    for (int bits = 2; bits <= 8; bits++)
+        for (int g = 0; g < 6; g++) {
+            if (bits != 8 && g > 1)
+                continue;
+            se_cfg cfg = {bits, SE_CODE_DT, SE_MODE_CANONICAL, groups[g]};
+            compare_runs(&cfg, w);
+            if (bits == 8) {
+                cfg.code = SE_CODE_FP8;
+                compare_runs(&cfg, w);
+            }
+        }
+    /* ties everywhere: few distinct magnitudes of both signs, +0 and -0, 40 % pruned */
+    float *x = qh_tensor_f32(w);
+    int64_t n = qh_tensor_numel(w);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = i % 5 < 2 ? (i % 2 ? -0.0f : 0.0f) : (float)((int)(x[i] * 30.0f)) / 64.0f;
+    for (int g = 0; g < 4; g++) {
+        se_cfg cfg = {8, SE_CODE_DT, SE_MODE_CANONICAL, groups[g]};
+        compare_runs(&cfg, w);
+    }
+    qh_tensor_free(w);
+    /* one magnitude bucket of more than 2^17 elements (the counting-sort branch) and a tensor larger
+     * than QQ_NT_MIN (values streamed) */
+    int64_t big[2] = {3, 800001};
+    qh_tensor *b = gaussian(2, big, 10);
+    float *y = qh_tensor_f32(b);
+    for (int64_t i = 0; i < 3 * 800001; i += 9)
+        y[i] = i % 2 ? 0.3f + 1e-7f * (float)(i % 1000) : -0.3f;
+    se_cfg cfg = {8, SE_CODE_DT, SE_MODE_CANONICAL, 256};
+    compare_runs(&cfg, b);
+    cfg.code = SE_CODE_FP8;
+    compare_runs(&cfg, b);
+    qh_tensor_free(b);
+}
+
 static void test_rejects(void **state)
 {
     (void)state;
@@ -311,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_size),       cmocka_unit_test(test_ties),
         cmocka_unit_test(test_seed_mode),  cmocka_unit_test(test_bad_perm),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_fast_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -173,11 +173,27 @@ typedef struct qh_prune_config {
     double initial_sparsity; /* agp: s_i */
     int64_t steps;           /* agp: n; the last event comes after start_epoch + steps * every_epochs epochs */
     double tolerance;        /* iterative: top-1 points the model may lose against the start of `during` */
+    /* appended for structured pruning (issue 4) */
+    int physical;            /* oneshot, structured pruner: rebuild the model without the pruned channels */
 } qh_prune_config;
+
+/* Where a conv layer's calibration patches start (docs/pipeline-reference.md, "Calibration"). */
+typedef enum qh_patch_stride {
+    QH_PATCH_KERNEL = 0, /* non-overlapping: stride = kernel size, as the GPFQ reference unfolds */
+    QH_PATCH_STRIDE      /* the layer's own stride: exactly the patches the convolution sees */
+} qh_patch_stride;
 
 typedef struct qh_quantize_config {
     const char *targets;
     const char *exclude;
+    /* appended for data-aware quantizers (issue 6): what the calibration capture runs on */
+    int64_t calibration_images;  /* images drawn (seeded, without replacement) from calibration_split */
+    int64_t calibration_batch;   /* images per forward chunk */
+    int calibration_split;       /* qh_split */
+    int64_t calibration_seed;    /* image subset and conv patch sampling */
+    int patch_stride;            /* qh_patch_stride */
+    double retain_rate;          /* conv: int(retain_rate * L + 1) patches of the L per image (all at 1) */
+    int fold_batchnorm;          /* fold each targeted conv's batch norm into it before quantizing */
 } qh_quantize_config;
 
 typedef struct qh_export_config {
@@ -198,6 +214,10 @@ typedef struct qh_stage {
     void *host_cfg;         /* one of the *_config structs above, by type */
     const qh_plugin *plugin; /* PRUNE, QUANTIZE: the plugin; else NULL */
     void *plugin_cfg;       /* filled from the plugin's table */
+    /* appended for sweeps (issue 6): the keys given a list or a range, in file order; host_cfg and
+     * plugin_cfg hold the first point (docs/pipeline-reference.md, "Sweeps") */
+    int32_t n_axes;
+    struct qh_sweep_axis *axes;
 } qh_stage;
 
 typedef struct qh_pipeline_config {
@@ -226,6 +246,17 @@ typedef struct qh_override {
 qh_pipeline_config *qh_pipeline_config_load(const char *path, const qh_registry *reg, const qh_override *ov,
                                             int n_ov, qh_diag *d);
 void qh_pipeline_config_free(qh_pipeline_config *pc);
+
+/* ---------------------------------------------------------------- sweeps (appended, issue 6) */
+
+/* One key of a sweep: `bits = 1..8`, `scalar = 1.0:2.0:0.05` or `granularity = tensor, channel`. */
+typedef struct qh_sweep_axis {
+    char *key;        /* the stage key (lowercased) */
+    int line;         /* where the file sets it; 0 for a --set override */
+    bool host;        /* a key of the stage type's own table (else of its plugin) */
+    int32_t n_values;
+    char **values;    /* each value as text, parsed by qh_config_set exactly like a single value */
+} qh_sweep_axis;
 
 #ifdef __cplusplus
 }

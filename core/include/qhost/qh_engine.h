@@ -151,6 +151,18 @@ qh_status qh_train_ex(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, i
                       qh_rng *rng, const qh_progress *pr, qh_epoch_log *epochs_out, qh_train_options *opt,
                       qh_error *err);
 
+/* ---------------------------------------------------------------- physical channel removal (issue 4) */
+
+/* A new graph without the output channels that are identically 0 in g: the pruned filters of a
+ * structured pruner (filter, bias and batch norm weight and bias all 0), with every consumer (next
+ * conv's input channels, depthwise groups, a linear layer's inputs after flatten) narrowed to match
+ * and residual connections kept consistent (core/graph/qh_surgery.c). Its outputs equal g's up to
+ * the order of float additions. g is unchanged. Model files of the result record its channel counts
+ * (metadata "qhost_channels"), and qh_model_load rebuilds a graph to them, so a compacted model
+ * saves and reloads like any other. A layer that would lose every channel, a grouped (not
+ * depthwise) convolution, or an op it does not know is refused, naming the layer. */
+qh_graph *qh_graph_compact(const qh_graph *g, qh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,7 +21,8 @@
  *  - libraries are never unloaded while the process runs.
  *
  * History: 1.0 first release. 1.1 appended qh_quantizer_ops.accepts. 1.2 appended
- * qh_quantizer_ops.calib_needs and quantize_calib (data-aware quantizers, qh_calib_layer).
+ * qh_quantizer_ops.calib_needs and quantize_calib (data-aware quantizers, qh_calib_layer) and
+ * qh_pruner_ops.prune_groups (structured pruners, qh_channel_group).
  */
 #ifndef QH_PLUGIN_H
 #define QH_PLUGIN_H
@@ -126,6 +127,18 @@ typedef struct qh_dataset_ops {
     qh_status (*augment)(void *state, qh_rng *rng, float *x, int64_t n, qh_error *err);
 } qh_dataset_ops;
 
+/* 1.2: a coupled channel group, for structured pruners. The host derives the groups from the graph:
+ * output channels that residual adds, depthwise convolutions or option-A shortcuts tie together
+ * must be kept or removed as one, so a group lists every filter (a slice along dim 0 of a target's
+ * weight) of one such set. The layout is frozen: fields are never appended. */
+typedef struct qh_channel_group {
+    int32_t family;         /* groups over the same set of layers share a family (the unit of per-layer ranking) */
+    int32_t n_members;
+    const int32_t *target;  /* n_members indices into the targets array */
+    const int64_t *channel; /* n_members filters: dim-0 indices into those targets' weights */
+    uint8_t keep;           /* in: 1 = alive, 0 = already pruned; out: 0 = prune (never 0 -> 1) */
+} qh_channel_group;
+
 /* pruner: the criterion. The host owns the schedule and applies the masks to the weights. */
 typedef struct qh_prune_target {
     const char *name;        /* state_dict name, e.g. "fc1.weight" */
@@ -142,6 +155,13 @@ typedef struct qh_pruner_ops {
     /* required: update the masks of targets[0..n) so that the pruned fraction reaches `sparsity`
      * (a fraction in [0, 1)) in the way the criterion defines (per layer or over all targets). */
     qh_status (*prune)(void *state, qh_prune_target *targets, int32_t n, double sparsity, qh_error *err);
+    /* --- 1.2 --- optional (NULL: an unstructured criterion, prune() only): structured pruning over the
+     * coupled groups[0..n_groups) of targets[0..n_targets) (weights read-only here). Clears `keep` of
+     * the groups to remove so that the pruned fraction of groups reaches `sparsity`; the host then
+     * masks every filter of those groups together with the biases and batch norm channels that
+     * belong to them (docs/pipeline-reference.md, "Structured pruning"). */
+    qh_status (*prune_groups)(void *state, const qh_prune_target *targets, int32_t n_targets,
+                              qh_channel_group *groups, int32_t n_groups, double sparsity, qh_error *err);
 } qh_pruner_ops;
 
 /* 1.2: what a data-aware quantizer asks the host to capture for one layer (bits of calib_needs). */
@@ -164,6 +184,9 @@ typedef struct qh_calib_layer {
     const double *h;     /* cols x cols; NULL unless QH_CALIB_H was asked for */
     int32_t is_conv;     /* 1: conv (samples are patches), 0: linear */
     int32_t index;       /* position among the stage's target layers, 0-based, network order */
+    /* rows x cols bytes, 1 = kept, 0 = pruned; NULL = dense. A pruned weight must come back exactly 0
+     * (the host checks): data-aware methods spread a layer's error over the kept weights only. */
+    const uint8_t *mask;
 } qh_calib_layer;
 
 /* quantizer (tensor-wise, data-free contract; 1.2 adds an optional data-aware one). */

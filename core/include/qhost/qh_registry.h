@@ -109,6 +109,14 @@ bool qh_quantizer_accepts(qh_quantizer *qz, const char *name, const qh_tensor *w
 qh_status qh_quantizer_quantize(qh_quantizer *qz, const char *name, const qh_tensor *w, qh_qtensor *q,
                                 qh_tensor *deq, qh_error *err);
 
+/* --- 1.2: data-aware quantizers --- */
+/* The QH_CALIB_* bits the plugin needs to quantize w; 0 (data-free) without a calib_needs method. */
+uint32_t qh_quantizer_calib_needs(qh_quantizer *qz, const char *name, const qh_tensor *w);
+/* quantize_calib with the checks of qh_quantizer_quantize, on one layer's calibration data; the
+ * data the plugin asked for must be present, and pruned weights (c->mask) must come back 0. */
+qh_status qh_quantizer_quantize_calib(qh_quantizer *qz, const qh_calib_layer *c, qh_qtensor *q, qh_tensor *deq,
+                                      qh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

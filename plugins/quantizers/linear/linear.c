@@ -34,16 +34,16 @@ static const char *const range_names[] = {"minmax", "percentile", "mse", NULL};
 
 static const qh_param params[] = {
     QH_P_INT("bits", linear_cfg, bits, 8, 2, 16, "bits", "code width in bits (I8/U8 codes up to 8, I16/U16 above)"),
-    {"granularity", QH_PARAM_ENUM, offsetof(linear_cfg, granularity), {.i = GRAN_CHANNEL}, 0, 0, gran_names,
+    {"granularity", QH_PARAM_ENUM, offsetof(linear_cfg, granularity), {.i = LIN_GRAN_CHANNEL}, 0, 0, gran_names,
      0, "group", "one scale for the whole tensor, one per output channel (axis 0), or one per block of a row"},
     QH_P_INT("block_size", linear_cfg, block_size, 64, 1, 2147483647.0, "elements",
              "granularity = block: consecutive elements of a row per group (a shorter last block is its own group)"),
-    {"mode", QH_PARAM_ENUM, offsetof(linear_cfg, mode), {.i = MODE_SYMMETRIC}, 0, 0, mode_names, 0, "grid",
+    {"mode", QH_PARAM_ENUM, offsetof(linear_cfg, mode), {.i = LIN_MODE_SYMMETRIC}, 0, 0, mode_names, 0, "grid",
      "symmetric: signed codes, no zero point; asymmetric: unsigned codes with a zero point; seed001: seed 001's "
      "truncating quantize_requantize"},
-    {"rounding", QH_PARAM_ENUM, offsetof(linear_cfg, rounding), {.i = ROUND_NEAREST}, 0, 0, round_names, 0,
+    {"rounding", QH_PARAM_ENUM, offsetof(linear_cfg, rounding), {.i = LIN_ROUND_NEAREST}, 0, 0, round_names, 0,
      "rounding", "nearest (half away from zero) or stochastic (unbiased, seeded by `seed`)"},
-    {"range", QH_PARAM_ENUM, offsetof(linear_cfg, range), {.i = RANGE_MINMAX}, 0, 0, range_names, 0, "range",
+    {"range", QH_PARAM_ENUM, offsetof(linear_cfg, range), {.i = LIN_RANGE_MINMAX}, 0, 0, range_names, 0, "range",
      "clipping range per group: min/max, a percentile, or the ratio in [0.5, 1] of min/max with the least MSE"},
     QH_P_DOUBLE("percentile", linear_cfg, percentile, 99.9, 50.0, 100.0, "percent",
                 "range = percentile: the percentile of |w| (symmetric) or of w and its mirror (asymmetric)"),
@@ -51,62 +51,18 @@ static const qh_param params[] = {
     QH_P_END,
 };
 
-enum { CHUNK = 1 << 16 }; /* work range of a single-group tensor */
-
-/* Groups as contiguous ranges: group g covers [start, start + len). */
-typedef struct layout {
-    int64_t groups, len, cols, nblk, block;
-    int gran;
-} layout;
-
-static layout make_layout(const linear_cfg *cfg, const qh_tensor *w)
-{
-    int64_t n = qh_tensor_numel(w);
-    layout l = {1, n, 1, 1, 1, cfg->granularity};
-    if (l.gran == GRAN_CHANNEL) {
-        l.groups = w->shape[0];
-        l.len = l.groups > 0 ? n / l.groups : 0;
-    } else if (l.gran == GRAN_BLOCK) {
-        l.cols = w->ndim > 0 ? w->shape[w->ndim - 1] : 1;
-        l.block = cfg->block_size;
-        l.nblk = l.cols > 0 ? (l.cols + l.block - 1) / l.block : 0;
-        l.groups = l.cols > 0 ? n / l.cols * l.nblk : 0;
-    }
-    return l;
-}
-
-static void group_range(const layout *l, int64_t g, int64_t *start, int64_t *len)
-{
-    if (l->gran != GRAN_BLOCK) {
-        *start = g * l->len;
-        *len = l->len;
-        return;
-    }
-    int64_t b = g % l->nblk;
-    *start = g / l->nblk * l->cols + b * l->block;
-    *len = l->cols - b * l->block < l->block ? l->cols - b * l->block : l->block;
-}
-
-static qh_dtype code_dtype(const linear_cfg *cfg)
-{
-    int sign = cfg->mode != MODE_ASYMMETRIC;
-    if (cfg->bits <= 8)
-        return sign ? QH_I8 : QH_U8;
-    return sign ? QH_I16 : QH_U16;
-}
-
 static qh_status check_cfg(const linear_cfg *cfg, qh_error *err)
 {
     if (cfg->bits < 2 || cfg->bits > 16)
         return qh_error_set(err, QH_E_INVAL, "bits = %lld outside [2, 16]", (long long)cfg->bits);
-    if ((unsigned)cfg->granularity > GRAN_BLOCK || (unsigned)cfg->mode > MODE_SEED001 ||
-        (unsigned)cfg->rounding > ROUND_STOCHASTIC || (unsigned)cfg->range > RANGE_MSE)
+    if ((unsigned)cfg->granularity > LIN_GRAN_BLOCK || (unsigned)cfg->mode > LIN_MODE_SEED001 ||
+        (unsigned)cfg->rounding > LIN_ROUND_STOCHASTIC || (unsigned)cfg->range > LIN_RANGE_MSE)
         return qh_error_set(err, QH_E_INVAL, "bad granularity, mode, rounding or range index");
-    if (cfg->granularity == GRAN_BLOCK && (cfg->block_size < 1 || cfg->block_size > INT32_MAX))
+    if (cfg->granularity == LIN_GRAN_BLOCK && (cfg->block_size < 1 || cfg->block_size > INT32_MAX))
         return qh_error_set(err, QH_E_INVAL, "block_size = %lld outside [1, 2147483647]", (long long)cfg->block_size);
     if (!(cfg->percentile >= 50.0 && cfg->percentile <= 100.0))
         return qh_error_set(err, QH_E_INVAL, "percentile = %g outside [50, 100]", cfg->percentile);
-    if (cfg->mode == MODE_SEED001 && (cfg->rounding != ROUND_NEAREST || cfg->range != RANGE_MINMAX))
+    if (cfg->mode == LIN_MODE_SEED001 && (cfg->rounding != LIN_ROUND_NEAREST || cfg->range != LIN_RANGE_MINMAX))
         return qh_error_set(err, QH_E_INVAL, "mode = seed001 fixes rounding (truncation) and range (min/max): "
                                              "leave rounding and range at their defaults");
     return QH_OK;
@@ -121,7 +77,7 @@ static qh_status check_input(const linear_cfg *cfg, const char *name, const qh_t
     if (w->dtype != QH_F32)
         return qh_error_set(err, QH_E_UNSUPPORTED, "tensor %s: dtype %s, only F32 can be quantized", name,
                             qh_dtype_name(w->dtype));
-    if (cfg->granularity == GRAN_CHANNEL && w->ndim < 1)
+    if (cfg->granularity == LIN_GRAN_CHANNEL && w->ndim < 1)
         return qh_error_set(err, QH_E_UNSUPPORTED, "tensor %s: a scalar has no output channel", name);
     if (!deq || deq->dtype != QH_F32 || qh_tensor_numel(deq) != qh_tensor_numel(w))
         return qh_error_set(err, QH_E_INVAL, "tensor %s: output must be F32 with %lld elements", name,
@@ -138,7 +94,7 @@ static qh_status not_finite(const char *name, const qh_tensor *w, qh_error *err)
     return qh_error_set(err, QH_E_INVAL, "tensor %s: element %lld is not finite", name, (long long)i);
 }
 
-static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const layout *l, qh_qtensor *q,
+static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const lin_layout *l, qh_qtensor *q,
                                qh_error *err)
 {
     static const qh_qgran grans[] = {QH_QG_TENSOR, QH_QG_CHANNEL, QH_QG_BLOCK};
@@ -146,10 +102,10 @@ static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const 
     q->bits = (int32_t)cfg->bits;
     q->gran = grans[cfg->granularity];
     q->axis = 0;
-    q->block = cfg->granularity == GRAN_BLOCK ? (int32_t)cfg->block_size : 0;
-    int zp = cfg->mode == MODE_ASYMMETRIC;
+    q->block = cfg->granularity == LIN_GRAN_BLOCK ? (int32_t)cfg->block_size : 0;
+    int zp = cfg->mode == LIN_MODE_ASYMMETRIC;
     int64_t groups = l->groups;
-    q->codes = qh_tensor_new(code_dtype(cfg), w->ndim, w->shape, err);
+    q->codes = qh_tensor_new(lin_code_dtype(cfg), w->ndim, w->shape, err);
     q->scale = q->codes ? qh_tensor_new(QH_F32, 1, &groups, err) : NULL;
     if (q->scale && zp)
         q->zero = qh_tensor_new(QH_I32, 1, &groups, err);
@@ -160,99 +116,6 @@ static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const 
     return QH_OK;
 }
 
-/* Everything one work range needs. */
-typedef struct job {
-    const linear_cfg *cfg;
-    const float *x;
-    float *y, *scratch;
-    void *codes;
-    qh_dtype dt;
-    qh_rng rng; /* the stream every range forks from */
-} job;
-
-/* Encodes [start, start + len) on grid g; returns the seed001 wrap count. */
-static int64_t encode_range(const job *j, int64_t start, int64_t len, const lin_grid *g, float factor)
-{
-    void *codes = (char *)j->codes + start * (int64_t)qh_dtype_size(j->dt);
-    const float *x = j->x + start;
-    float *y = j->y + start;
-    if (j->cfg->mode == MODE_SEED001)
-        return lin_encode_seed001(x, len, factor, g->scale, (int)j->cfg->bits, j->dt, codes, y);
-    if (j->cfg->rounding == ROUND_STOCHASTIC) {
-        qh_rng r = qh_rng_fork(&j->rng, (uint64_t)start);
-        lin_encode_stochastic(x, len, g, &r, j->dt, codes, y);
-    } else {
-        lin_encode_nearest(x, len, g, j->dt, codes, y);
-    }
-    return 0;
-}
-
-/* The grid of one group from its min/max (and, for seed001, the factor S). */
-static lin_grid make_grid(const job *j, int64_t start, int64_t len, float lo, float hi, int parallel, float *factor)
-{
-    if (j->cfg->mode == MODE_SEED001) {
-        *factor = lin_seed001_factor(lo, hi, (int)j->cfg->bits);
-        lin_grid g = {1.0f / *factor, 0, 0, 0};
-        return g;
-    }
-    *factor = 0.0f;
-    float *scratch = j->scratch ? j->scratch + start : NULL;
-    return lin_group_grid(j->cfg, j->x + start, len, lo, hi, scratch, parallel);
-}
-
-/* Many groups: one thread per group, serial inside. Returns -1 if an element is not finite. */
-static int64_t run_groups(const job *j, const layout *l, float *scale, int32_t *zero)
-{
-    int64_t wraps = 0;
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(+ : wraps) reduction(| : bad)
-    for (int64_t g = 0; g < l->groups; g++) {
-        int64_t start, len;
-        group_range(l, g, &start, &len);
-        float lo, hi, factor;
-        if (lin_minmax(j->x + start, len, &lo, &hi)) {
-            bad = 1;
-            continue;
-        }
-        lin_grid grid = make_grid(j, start, len, lo, hi, 0, &factor);
-        wraps += encode_range(j, start, len, &grid, factor);
-        scale[g] = grid.scale;
-        if (zero)
-            zero[g] = grid.zero;
-    }
-    return bad ? -1 : wraps;
-}
-
-/* One group over the whole tensor: the min/max and the encoding are split into CHUNK ranges.
- * Returns -1 if an element is not finite. */
-static int64_t run_single(const job *j, int64_t n, float *scale, int32_t *zero)
-{
-    int64_t nch = (n + CHUNK - 1) / CHUNK, wraps = 0;
-    float lo = n > 0 ? j->x[0] : 0.0f, hi = lo;
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(min : lo) reduction(max : hi) reduction(| : bad)
-    for (int64_t c = 0; c < nch; c++) {
-        float a, b;
-        int64_t len = n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
-        bad |= lin_minmax(j->x + c * CHUNK, len, &a, &b);
-        lo = a < lo ? a : lo;
-        hi = b > hi ? b : hi;
-    }
-    if (bad)
-        return -1;
-    float factor;
-    lin_grid grid = make_grid(j, 0, n, lo, hi, 1, &factor);
-#pragma omp parallel for schedule(static) reduction(+ : wraps)
-    for (int64_t c = 0; c < nch; c++) {
-        int64_t len = n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
-        wraps += encode_range(j, c * CHUNK, len, &grid, factor);
-    }
-    scale[0] = grid.scale;
-    if (zero)
-        zero[0] = grid.zero;
-    return wraps;
-}
-
 static qh_status linear_quantize(void *state, const char *name, const qh_tensor *w, qh_qtensor *q,
                                  qh_tensor *deq, qh_error *err)
 {
@@ -261,21 +124,16 @@ static qh_status linear_quantize(void *state, const char *name, const qh_tensor 
     if (st != QH_OK)
         return st;
     int64_t n = qh_tensor_numel(w);
-    layout l = make_layout(cfg, w);
+    lin_layout l = lin_make_layout(cfg, w);
     if ((st = alloc_qtensor(cfg, w, &l, q, err)) != QH_OK)
         return st;
-    job j = {cfg, qh_tensor_f32(w), qh_tensor_f32(deq), NULL, q->codes->data, q->codes->dtype, {{0}}};
-    qh_rng_seed(&j.rng, (uint64_t)cfg->seed);
-    if (cfg->range == RANGE_PERCENTILE && n > 0 && !(j.scratch = malloc(sizeof(float) * (size_t)n))) {
-        qh_qtensor_clear(q);
-        return qh_error_set(err, QH_E_NOMEM, "tensor %s: out of memory", name);
-    }
-    float *scale = qh_tensor_f32(q->scale);
-    int32_t *zero = q->zero ? (int32_t *)q->zero->data : NULL;
-    int64_t wraps = l.groups == 1 ? run_single(&j, n, scale, zero) : run_groups(&j, &l, scale, zero);
-    free(j.scratch);
+    lin_out o = {q->codes->data, q->codes->dtype, qh_tensor_f32(q->scale), q->zero ? (int32_t *)q->zero->data : NULL,
+                 qh_tensor_f32(deq)};
+    int64_t wraps = lin_run(cfg, w, &o, 1);
     if (wraps < 0) {
         qh_qtensor_clear(q);
+        if (wraps == LIN_NOMEM)
+            return qh_error_set(err, QH_E_NOMEM, "tensor %s: out of memory", name);
         return not_finite(name, w, err);
     }
     if (wraps > 0)

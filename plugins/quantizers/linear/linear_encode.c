@@ -1,4 +1,4 @@
-/* linear_encode.c - the element loops: value -> code -> dequantized value.
+/* linear_encode.c - the reference element loops: value -> code -> dequantized value.
  *
  * Round to nearest is roundf (half away from zero), written as trunc(v + copysign(0.5 - 2^-25, v))
  * on v clamped to a few steps outside the code range: the same result for every float v, in a form
@@ -42,6 +42,8 @@ static void *code_at(void *codes, qh_dtype dt, int64_t i)
 
 static void dequantize_tile(const int32_t *c, int64_t n, const lin_grid *g, float *deq)
 {
+    if (!deq) /* codes only */
+        return;
     for (int64_t i = 0; i < n; i++)
         deq[i] = g->scale * (float)(c[i] - g->zero);
 }
@@ -62,7 +64,7 @@ void lin_encode_nearest(const float *w, int64_t n, const lin_grid *g, qh_dtype d
             c[i] = q > g->qmax ? g->qmax : q;
         }
         store_codes(c, m, dt, code_at(codes, dt, t));
-        dequantize_tile(c, m, g, deq + t);
+        dequantize_tile(c, m, g, deq ? deq + t : NULL);
     }
 }
 
@@ -83,7 +85,7 @@ void lin_encode_stochastic(const float *w, int64_t n, const lin_grid *g, qh_rng 
             c[i] = q > g->qmax ? g->qmax : q;
         }
         store_codes(c, m, dt, code_at(codes, dt, t));
-        dequantize_tile(c, m, g, deq + t);
+        dequantize_tile(c, m, g, deq ? deq + t : NULL);
     }
 }
 
@@ -113,7 +115,7 @@ int64_t lin_encode_seed001(const float *w, int64_t n, float factor, float scale,
             wraps += wrapped;
         }
         store_codes(c, m, dt, code_at(codes, dt, t));
-        dequantize_tile(c, m, &g, deq + t);
+        dequantize_tile(c, m, &g, deq ? deq + t : NULL);
     }
     return wraps;
 }

@@ -120,7 +120,7 @@ static float percentile_sorted(const float *s, int64_t n, double p)
 static lin_grid grid_percentile(const linear_cfg *cfg, const float *w, int64_t n, float *scratch)
 {
     int bits = (int)cfg->bits;
-    int sym = cfg->mode == MODE_SYMMETRIC;
+    int sym = cfg->mode == LIN_MODE_SYMMETRIC;
     for (int64_t i = 0; i < n; i++)
         scratch[i] = sym ? fabsf(w[i]) : w[i];
     qsort(scratch, (size_t)n, sizeof *scratch, cmp_float);
@@ -146,7 +146,7 @@ double lin_sse(const float *w, int64_t n, const lin_grid *g)
 static lin_grid candidate(const linear_cfg *cfg, float lo, float hi, int i)
 {
     float r = (float)(1.0 - 0.5 * (double)i / (double)(LIN_MSE_CANDIDATES - 1));
-    if (cfg->mode == MODE_SYMMETRIC)
+    if (cfg->mode == LIN_MODE_SYMMETRIC)
         return lin_grid_symmetric(fmaxf(-lo, hi) * r, (int)cfg->bits);
     return lin_grid_asymmetric(lo * r, hi * r, (int)cfg->bits);
 }
@@ -173,11 +173,11 @@ lin_grid lin_group_grid(const linear_cfg *cfg, const float *w, int64_t n, float 
     lo = fminf(lo, 0.0f); /* every grid contains 0 */
     hi = fmaxf(hi, 0.0f);
     int bits = (int)cfg->bits;
-    if (cfg->range == RANGE_PERCENTILE && n > 0)
+    if (cfg->range == LIN_RANGE_PERCENTILE && n > 0)
         return grid_percentile(cfg, w, n, scratch);
-    if (cfg->range == RANGE_MSE && n > 0 && (lo < 0.0f || hi > 0.0f))
+    if (cfg->range == LIN_RANGE_MSE && n > 0 && (lo < 0.0f || hi > 0.0f))
         return grid_mse(cfg, w, n, lo, hi, parallel);
-    if (cfg->mode == MODE_SYMMETRIC)
+    if (cfg->mode == LIN_MODE_SYMMETRIC)
         return lin_grid_symmetric(fmaxf(-lo, hi), bits);
     return lin_grid_asymmetric(lo, hi, bits);
 }
