@@ -1,6 +1,7 @@
 /* qh_outputs.c - run outputs: metrics.json, results.csv, report.md, manifest.json and the packed
  * quantized model. Every file is written to a temporary name and renamed. */
 #include "pipeline/qh_run_impl.h"
+#include "pipeline/qh_sweep.h"
 #include "qhost/qh_fileio.h"
 #include "qhost/qh_safetensors.h"
 #include "qh_version.h"
@@ -314,6 +315,8 @@ static qh_status write_report(const qh_run *run, qh_error *err)
         }
     }
     write_quant_tables(f, run);
+    for (int32_t i = 0; i < run->n_stages_done; i++)
+        qhi_sweep_report(f, run, i);
     write_event_tables(f, run);
     write_structured_tables(f, run);
     return qh_atomic_commit(&af, err);
@@ -324,8 +327,13 @@ qh_status qhi_write_metrics(const qh_run *run, qh_error *err)
     json_t *root = json_object();
     json_object_set_new(root, "pipeline", json_string(run->pc->global->name));
     json_t *stages = json_array();
-    for (int32_t i = 0; i < run->n_stages_done; i++)
-        json_array_append_new(stages, stage_json(&run->metrics[i]));
+    for (int32_t i = 0; i < run->n_stages_done; i++) {
+        json_t *o = stage_json(&run->metrics[i]);
+        json_t *sw = qhi_sweep_json(run, i); /* NULL unless stage i is a sweep */
+        if (sw)
+            json_object_set_new(o, "sweep", sw);
+        json_array_append_new(stages, o);
+    }
     json_object_set_new(root, "stages", stages);
     qh_status st = write_json(run->outdir, "metrics.json", root, err);
     json_decref(root);

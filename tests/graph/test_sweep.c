@@ -423,6 +423,13 @@ static void test_quantize_sweep_end_to_end(void **state)
         assert_true(strtod(cell(&csv, r, "Quantized Top1 Accuracy"), NULL) < best_top1 / 100.0);
     assert_true(fabs(metric(dir, "q", "top1") - best_top1) < 1e-6);
     assert_true(fabs(metric(dir, "eval", "top1") - best_top1) < 1e-6);
+    /* the run's own outputs carry the sweep summary (qh_outputs.c's hooks) */
+    assert_int_equal((int)metric(dir, "q", "points"), 6);
+    char path[600];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    char *report = slurp(path);
+    assert_non_null(strstr(report, "## Sweep [q]"));
+    free(report);
     qhi_csv_free(&csv);
 }
 
