@@ -17,6 +17,8 @@
  *   copy  a[i] = b[i]           counted 2 x 4 bytes per element,
  *   triad a[i] = b[i] + s*c[i]  counted 3 x 4 bytes per element (write-allocate not counted, as
  *                               STREAM and ../shared/anchors count it; the acceptance reference).
+ * "cpu ns/el" is the process CPU time (all threads, OpenMP spin-waits included) per element: the
+ * work itself, little affected by other load on the machine.
  * Every repetition runs copy, triad and then every method once, so load from other processes hits
  * all of them alike; figures are medians over the repetitions (after one warm-up round) and, on a
  * shared machine, the best repetition of each, compared best with best.
@@ -40,6 +42,14 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU time of the whole process (every thread): the work done, whatever else runs on the machine. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -188,7 +198,8 @@ typedef struct live {
     const qh_plugin *p;
     void *cfg;
     qh_quantizer qz;
-    double t[3][MAX_REPS]; /* enc, enc+deq, plugin */
+    double t[3][MAX_REPS];   /* wall time: enc, enc+deq, plugin */
+    double cpu[3][MAX_REPS]; /* CPU time of the same calls */
 } live;
 
 static int open_method(qh_registry *reg, const method *m, live *l)
@@ -218,12 +229,13 @@ static int open_method(qh_registry *reg, const method *m, live *l)
     return 0;
 }
 
-static double time_kernel(const live *l, const qh_tensor *w, bufs *b, float *deq, int fast)
+static double time_kernel(const live *l, const qh_tensor *w, bufs *b, float *deq, int fast, double *cpu)
 {
     b->deq = deq;
-    double t0 = now_s();
+    double c0 = cpu_s(), t0 = now_s();
     int bad = l->m->kern(l->cfg, w, b, fast);
     double dt = now_s() - t0;
+    *cpu = cpu_s() - c0;
     if (bad) {
         fprintf(stderr, "bench-quant: %s: the kernel failed\n", l->m->label);
         exit(1);
@@ -232,13 +244,14 @@ static double time_kernel(const live *l, const qh_tensor *w, bufs *b, float *deq
 }
 
 /* One plugin call; when `check`, compares its deq with the kernel's (b->deq of the last enc+deq). */
-static double time_plugin(live *l, const qh_tensor *w, qh_tensor *deq, const float *kernel_deq)
+static double time_plugin(live *l, const qh_tensor *w, qh_tensor *deq, const float *kernel_deq, double *cpu)
 {
     qh_error err = {{0}};
     qh_qtensor q = {0};
-    double t0 = now_s();
+    double c0 = cpu_s(), t0 = now_s();
     qh_status st = qh_quantizer_quantize(&l->qz, "bench.weight", w, &q, deq, &err);
     double dt = now_s() - t0;
+    *cpu = cpu_s() - c0;
     qh_qtensor_clear(&q);
     if (st != QH_OK) {
         fprintf(stderr, "bench-quant: %s: %s\n", l->m->label, err.msg);
@@ -306,11 +319,13 @@ int main(int argc, char **argv)
         if (r >= 0)
             tc[r] = t1 - t0, tt[r] = t2 - t1;
         for (int i = 0; i < nl; i++) {
-            double e = time_kernel(&lv[i], w, &b, NULL, 1);
-            double ed = time_kernel(&lv[i], w, &b, kdeq, 1);
-            double p = time_plugin(&lv[i], w, deq, r < 0 ? kdeq : NULL);
+            double c[3];
+            double e = time_kernel(&lv[i], w, &b, NULL, 1, &c[0]);
+            double ed = time_kernel(&lv[i], w, &b, kdeq, 1, &c[1]);
+            double p = time_plugin(&lv[i], w, deq, r < 0 ? kdeq : NULL, &c[2]);
             if (r >= 0)
-                lv[i].t[0][r] = e, lv[i].t[1][r] = ed, lv[i].t[2][r] = p;
+                for (int op = 0; op < 3; op++)
+                    lv[i].t[op][r] = op == 0 ? e : op == 1 ? ed : p, lv[i].cpu[op][r] = c[op];
         }
     }
     volatile float sink = s.a[n / 3]; /* keep the stream stores observable */
@@ -322,19 +337,21 @@ int main(int argc, char **argv)
            (long long)shape[1], bytes / (1 << 20), reps);
     printf("bandwidth (median / best): copy %.2f / %.2f GB/s, triad %.2f / %.2f GB/s\n", copy,
            8.0 * (double)n / best(tc, reps) / 1e9, triad, triad_best);
-    printf("%-24s %-8s %9s %8s %9s %8s %7s\n", "method", "op", "med GB/s", "%triad", "best GB/s", "%triad", "target");
+    printf("%-24s %-8s %9s %8s %9s %8s %7s %8s\n", "method", "op", "med GB/s", "%triad", "best GB/s", "%triad", "target",
+           "cpu ns/el");
     for (int i = 0; i < nl; i++)
         for (int op = 0; op < 3; op++) {
             double gbs = bytes / median(lv[i].t[op], reps) / 1e9, gbb = bytes / best(lv[i].t[op], reps) / 1e9;
-            printf("%-24s %-8s %9.3f %7.1f%% %9.3f %7.1f%% %6d%%\n", lv[i].m->label, op_names[op], gbs,
-                   100 * gbs / triad, gbb, 100 * gbb / triad_best, lv[i].m->target);
+            double cpu = median(lv[i].cpu[op], reps) * 1e9 / (double)n;
+            printf("%-24s %-8s %9.3f %7.1f%% %9.3f %7.1f%% %6d%% %8.2f\n", lv[i].m->label, op_names[op], gbs,
+                   100 * gbs / triad, gbb, 100 * gbb / triad_best, lv[i].m->target, cpu);
             printf("{\"method\": \"%s\", \"op\": \"%s\", \"threads\": %d, \"gb_s\": %.4f, \"best_gb_s\": %.4f, "
-                   "\"triad_gb_s\": %.3f, \"triad_best_gb_s\": %.3f, \"copy_gb_s\": %.3f}\n",
-                   lv[i].m->label, op_names[op], threads, gbs, gbb, triad, triad_best, copy);
+                   "\"triad_gb_s\": %.3f, \"triad_best_gb_s\": %.3f, \"copy_gb_s\": %.3f, \"cpu_ns_per_el\": %.3f}\n",
+                   lv[i].m->label, op_names[op], threads, gbs, gbb, triad, triad_best, copy, cpu);
         }
     if (with_ref) /* the plain reference kernels, once each (enc+deq) */
         for (int i = 0; i < nl; i++) {
-            double t = time_kernel(&lv[i], w, &b, kdeq, 0);
+            double c, t = time_kernel(&lv[i], w, &b, kdeq, 0, &c);
             printf("%-24s %-8s %9.3f %7.1f%%  (reference kernels, one run)\n", lv[i].m->label, "ref", bytes / t / 1e9,
                    100 * bytes / t / 1e9 / triad);
         }

@@ -106,11 +106,35 @@ static void expect_decodes(const test_qrun *r)
     qh_tensor_free(dec);
 }
 
+/* An instance of cfg (the host creates one per stage). */
+static void *instance(void *cfg)
+{
+    void *st = NULL;
+    qh_error err;
+    if (ops()->create(cfg, &st, &err) != QH_OK)
+        fail_msg("create: %s", err.msg);
+    return st;
+}
+
 static qh_status calib_run(void *cfg, const qh_calib_layer *c, test_qrun *r, qh_error *err)
 {
     memset(r, 0, sizeof *r);
     r->deq = qh_tensor_new(QH_F32, c->w->ndim, c->w->shape, NULL);
-    return ops()->quantize_calib(cfg, c, &r->q, r->deq, err);
+    void *st = NULL;
+    qh_status rc = ops()->create(cfg, &st, err);
+    if (rc == QH_OK) {
+        rc = ops()->quantize_calib(st, c, &r->q, r->deq, err);
+        ops()->destroy(st);
+    }
+    return rc;
+}
+
+static qh_status free_run(void *cfg, const qh_tensor *w, test_qrun *r, qh_error *err)
+{
+    void *st = instance(cfg);
+    qh_status rc = test_quantize(desc, st, w, r, err);
+    ops()->destroy(st);
+    return rc;
 }
 
 static void test_descriptor(void **state)
@@ -119,17 +143,20 @@ static void test_descriptor(void **state)
     assert_true(test_params_documented(desc));
     assert_non_null(ops()->calib_needs);
     assert_non_null(ops()->quantize_calib);
-    void *cfg = test_config_defaults(desc);
+    void *cfg = test_config_defaults(desc), *st = instance(cfg);
     int64_t shape[2] = {4, 4}, one[1] = {4};
     qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL), *b = qh_tensor_new(QH_F32, 1, one, NULL);
-    assert_int_equal(ops()->calib_needs(cfg, "fc1.weight", w), QH_CALIB_X | QH_CALIB_XQ);
+    assert_int_equal(ops()->calib_needs(st, "fc1.weight", w), QH_CALIB_X | QH_CALIB_XQ);
+    ops()->destroy(st);
     test_set_int(desc, cfg, "data_free", 1);
-    assert_int_equal(ops()->calib_needs(cfg, "fc1.weight", w), 0u);
     test_set_str(desc, cfg, "skip", "fc*, conv2.*");
-    assert_false(ops()->accepts(cfg, "fc1.weight", w));
-    assert_false(ops()->accepts(cfg, "conv2.weight", w));
-    assert_true(ops()->accepts(cfg, "conv1.weight", w));
-    assert_false(ops()->accepts(cfg, "conv1.bias", b)); /* rank 1 */
+    st = instance(cfg);
+    assert_int_equal(ops()->calib_needs(st, "fc1.weight", w), 0u);
+    assert_false(ops()->accepts(st, "fc1.weight", w));
+    assert_false(ops()->accepts(st, "conv2.weight", w));
+    assert_true(ops()->accepts(st, "conv1.weight", w));
+    assert_false(ops()->accepts(st, "conv1.bias", b)); /* rank 1 */
+    ops()->destroy(st);
     qh_tensor_free(w);
     qh_tensor_free(b);
     free(cfg);
@@ -158,6 +185,7 @@ static void test_create_refuses(void **state)
     void *cfg = test_config_defaults(desc), *st;
     qh_error err;
     assert_int_equal(ops()->create(cfg, &st, &err), QH_OK);
+    ops()->destroy(st);
     free(cfg);
 }
 
@@ -253,7 +281,7 @@ static void test_mask_and_data_free(void **state)
             assert_true(qh_tensor_f32(r.deq)[i] == 0.0f);
     test_qrun_free(&r);
     /* data-free: each weight rounded alone, floor(w / step + 1/2) clipped to [-8, 8] */
-    assert_int_equal(test_quantize(desc, cfg, s.w, &r, &err), QH_OK);
+    assert_int_equal(free_run(cfg, s.w, &r, &err), QH_OK);
     float step = qh_tensor_f32(r.q.scale)[0];
     for (int i = 0; i < 40; i++) {
         float k = floorf(qh_tensor_f32(s.w)[i] / step + 0.5f);
@@ -278,7 +306,7 @@ static void test_beats_rounding(void **state)
         test_qrun g, n;
         qh_error err;
         assert_int_equal(calib_run(cfg, &c, &g, &err), QH_OK);
-        assert_int_equal(test_quantize(desc, cfg, s.w, &n, &err), QH_OK);
+        assert_int_equal(free_run(cfg, s.w, &n, &err), QH_OK);
         double eg = rel_error(&s, qh_tensor_f32(g.deq)), en = rel_error(&s, qh_tensor_f32(n.deq));
         if (!(eg < 0.9 * en))
             fail_msg("bits %d: GPFQ error %.4f not clearly below rounding's %.4f", bits, eg, en);

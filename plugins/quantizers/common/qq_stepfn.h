@@ -77,9 +77,7 @@ QQ_AVX2 static inline __m256i qq_stepfn_avx2(const qq_stepfn *s, __m256 x)
  * clamped into a first or last cell included), flag = 1 where it is not: those lanes take the full
  * qq_stepfn path and a gather of the value. Magnitudes are what a normalized code book resolves
  * (dynamic tree: steps per binade), so few lanes are flagged. */
-#ifndef QQ_VAL_CELLS
-#define QQ_VAL_CELLS 8192 /* per sign */
-#endif
+#define QQ_VAL_CELLS 8192 /* per sign: 128 KiB in all, ~680 cells per binade over 12 binades */
 
 typedef struct qq_valtab {
     uint32_t mag_lo, mag_hi; /* |x| bits covered; clamping outside is exact (see .c) */

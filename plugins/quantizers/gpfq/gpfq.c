@@ -25,7 +25,7 @@ typedef struct gpfq_cfg {
     double linear_percentile, conv_percentile; /* 0: percentile */
     int levels;                                /* gpfq_levels */
     int stochastic;
-    int regularizer;                           /* gpfq_reg */
+    int regularizer; /* gpfq_reg */
     double lambda;
     const char *skip;
     int data_free;
@@ -107,15 +107,50 @@ static const qh_param params[] = {
     QH_P_END,
 };
 
-/* ---------------------------------------------------------------- configuration */
+/* ---------------------------------------------------------------- configuration and state */
+
+/* The instance: its configuration and the transposed samples' buffer, kept from layer to layer so
+ * small layers do not pay for fresh pages each time (the host calls one instance at a time). */
+typedef struct gpfq_state {
+    const gpfq_cfg *cfg;
+    float *cols;
+    size_t cap; /* floats */
+} gpfq_state;
 
 static qh_status gpfq_create(const void *cfg_, void **state, qh_error *err)
 {
     const gpfq_cfg *cfg = cfg_;
-    *state = (void *)cfg_;
     gpfq_alphabet a; /* the layer-independent checks, so a bad combination fails before any work */
-    return gpfq_alphabet_make((int)cfg->bits, cfg->levels, cfg->scalar, 1.0, cfg->regularizer,
-                              cfg->regularizer == GPFQ_REG_L0 ? 0.0 : cfg->lambda, cfg->stochastic, &a, err);
+    qh_status st = gpfq_alphabet_make((int)cfg->bits, cfg->levels, cfg->scalar, 1.0, cfg->regularizer,
+                                      cfg->regularizer == GPFQ_REG_L0 ? 0.0 : cfg->lambda, cfg->stochastic, &a, err);
+    if (st != QH_OK)
+        return st;
+    gpfq_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    s->cfg = cfg;
+    *state = s;
+    return QH_OK;
+}
+
+static void gpfq_destroy(void *state)
+{
+    gpfq_state *s = state;
+    qh_free_aligned(s->cols);
+    free(s);
+}
+
+/* At least n floats of column buffer. */
+static float *column_buffer(gpfq_state *s, size_t n)
+{
+    if (n > s->cap) {
+        qh_free_aligned(s->cols);
+        s->cap = 0;
+        if (!(s->cols = qh_alloc_aligned(sizeof(float) * n)))
+            return NULL;
+        s->cap = n;
+    }
+    return s->cols;
 }
 
 static bool skipped(const gpfq_cfg *cfg, const char *name)
@@ -140,13 +175,13 @@ static bool skipped(const gpfq_cfg *cfg, const char *name)
 
 static int gpfq_accepts(void *state, const char *name, const qh_tensor *w)
 {
-    return w->dtype == QH_F32 && w->ndim >= 2 && !skipped(state, name);
+    return w->dtype == QH_F32 && w->ndim >= 2 && !skipped(((gpfq_state *)state)->cfg, name);
 }
 
 static uint32_t gpfq_calib_needs(void *state, const char *name, const qh_tensor *w)
 {
     (void)name, (void)w;
-    return ((const gpfq_cfg *)state)->data_free ? 0u : QH_CALIB_X | QH_CALIB_XQ;
+    return ((gpfq_state *)state)->cfg->data_free ? 0u : QH_CALIB_X | QH_CALIB_XQ;
 }
 
 /* The layer's alphabet: scalar and percentile by layer type, radius from its weights. */
@@ -209,7 +244,7 @@ static uint64_t name_stream(const char *name)
 static qh_status gpfq_quantize(void *state, const char *name, const qh_tensor *w, qh_qtensor *q, qh_tensor *deq,
                                qh_error *err)
 {
-    const gpfq_cfg *cfg = state;
+    const gpfq_cfg *cfg = ((gpfq_state *)state)->cfg;
     int64_t rows = w->shape[0], cols = rows > 0 ? qh_tensor_numel(w) / rows : 0;
     gpfq_alphabet a;
     qh_status st = layer_alphabet(cfg, qh_tensor_f32(w), rows, cols, w->ndim == 4, &a, err);
@@ -236,7 +271,7 @@ static qh_status gpfq_quantize(void *state, const char *name, const qh_tensor *w
 
 static qh_status gpfq_quantize_calib(void *state, const qh_calib_layer *c, qh_qtensor *q, qh_tensor *deq, qh_error *err)
 {
-    const gpfq_cfg *cfg = state;
+    const gpfq_cfg *cfg = ((gpfq_state *)state)->cfg;
     gpfq_problem p = {.rows = c->rows,
                       .cols = c->cols,
                       .m = c->m,
@@ -249,12 +284,12 @@ static qh_status gpfq_quantize_calib(void *state, const qh_calib_layer *c, qh_qt
     qh_rng base;
     qh_rng_seed(&base, (uint64_t)cfg->seed);
     p.rng = qh_rng_fork(&base, (uint64_t)c->index + 1u);
-    size_t cols_bytes = sizeof(float) * (size_t)(p.cols * p.mpad);
-    float *xt = qh_alloc_aligned(cols_bytes), *xqt = qh_alloc_aligned(cols_bytes);
+    size_t floats = (size_t)(p.cols * p.mpad);
+    float *xt = column_buffer(state, 2 * floats), *xqt = xt ? xt + floats : NULL;
     float *nrm = malloc(sizeof(float) * (size_t)p.cols);
     int32_t *codes = malloc(sizeof(int32_t) * (size_t)(p.rows * p.cols));
     double unorm = NAN;
-    if (xt && xqt && nrm && codes) {
+    if (xt && nrm && codes) {
         gpfq_transpose(c->x, p.m, p.cols, p.mpad, xt, NULL);
         gpfq_transpose(c->xq, p.m, p.cols, p.mpad, xqt, nrm);
         p.xt = xt;
@@ -262,8 +297,6 @@ static qh_status gpfq_quantize_calib(void *state, const qh_calib_layer *c, qh_qt
         p.nrm = nrm;
         unorm = gpfq_run(&p, codes);
     }
-    qh_free_aligned(xt);
-    qh_free_aligned(xqt);
     free(nrm);
     if (isnan(unorm)) {
         free(codes);
@@ -282,6 +315,7 @@ static qh_status gpfq_quantize_calib(void *state, const qh_calib_layer *c, qh_qt
 static const qh_quantizer_ops gpfq_ops = {
     .struct_size = sizeof(qh_quantizer_ops),
     .create = gpfq_create,
+    .destroy = gpfq_destroy,
     .quantize = gpfq_quantize,
     .accepts = gpfq_accepts,
     .calib_needs = gpfq_calib_needs,

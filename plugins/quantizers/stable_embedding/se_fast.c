@@ -92,8 +92,11 @@ static void scatter_pass(const shared *sh, uint32_t *off, int64_t a, int64_t b)
         int m = b - i0 < 32 ? (int)(b - i0) : 32;
         for (int j = 0; j < m; j++) /* vectorized by the compiler */
             key[j] = qq_bits(sh->x[i0 + j]) & 0x7FFFFFFFu;
-        for (int j = 0; j < m; j++)
-            sh->low[off[key[j] >> 15]++] = (uint16_t)(key[j] & LOW_MASK);
+        for (int j = 0; j < m; j++) {
+            uint32_t pos = off[key[j] >> 15]++;
+            sh->low[pos] = (uint16_t)(key[j] & LOW_MASK);
+            __builtin_prefetch(sh->low + pos + 64, 1); /* this bucket's next lines: thousands of */
+        }                                              /* streams defeat the hardware prefetcher */
     }
 }
 
@@ -155,6 +158,8 @@ static void rank_bucket(const shared *sh, uint32_t b, work *w)
     const uint16_t *lo = sh->low + s;
     uint32_t *rk = sh->rank + s;
     uint32_t end = first_end(sh, s);
+    for (uint32_t q = 0; q < c; q += 16) /* the ranks are written in random order: fetch their lines */
+        __builtin_prefetch(rk + q, 1);   /* now, while the bucket is sorted */
     if (c < PACK_MAX) {
         for (uint32_t q = 0; q < c; q++)
             w->v[q] = (uint32_t)lo[q] << PACK_BITS | q;
@@ -245,8 +250,11 @@ static void encode_pass(const shared *sh, uint32_t *off, const uint32_t *h, int6
         int m = b - i0 < 32 ? (int)(b - i0) : 32;
         for (int j = 0; j < m; j++) /* vectorized by the compiler */
             bucket[j] = (qq_bits(sh->x[i0 + j]) & 0x7FFFFFFFu) >> 15;
-        for (int j = 0; j < m; j++) /* replay pass 2: the element's position in bucket order */
-            rb[j] = sh->rank[off[bucket[j]]++];
+        for (int j = 0; j < m; j++) { /* replay pass 2: the element's position in bucket order */
+            uint32_t pos = off[bucket[j]]++;
+            rb[j] = sh->rank[pos];
+            __builtin_prefetch(sh->rank + pos + 32); /* as in pass 2 */
+        }
 #ifdef QQ_X86
         if (m == 32 && avx2) {
             encode32_avx2(sh, sh->x + i0, rb, o->perm + i0, (uint8_t *)o->codes + i0, o->deq ? o->deq + i0 : NULL, nt);
