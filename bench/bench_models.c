@@ -9,7 +9,7 @@
  * prof array, read through the internal header); a table per op kind (convolutions by kind)
  * goes to stderr, in ms per batch, forward and backward: wall time, and the main thread's CPU time
  * (with -t 1 the work itself, which other processes on a shared machine do not inflate);
- * "other" = loss, SGD step, batch copy.
+ * "other" = loss, SGD step, batch copy; then the 12 nodes that took the most CPU time.
  *
  * usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES]
  *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--label TEXT] */
@@ -243,17 +243,23 @@ static int row_of(prof_row *rows, int *n_rows, const char *kind)
 
 enum { TOP_NODES = 12 };
 
+static double node_cpu(const qh_graph *g, int32_t i) { return g->prof[4 * i + 2] + g->prof[4 * i + 3]; }
+
 /* The nodes that took the most CPU time, with their output shapes. */
 static void print_top_nodes(const qh_graph *g, double per)
 {
     int32_t top[TOP_NODES];
     int n_top = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        double t = g->prof[4 * i + 2] + g->prof[4 * i + 3];
-        int k = n_top < TOP_NODES ? n_top++ : TOP_NODES - 1;
-        if (k == TOP_NODES - 1 && n_top == TOP_NODES && t <= g->prof[4 * top[k] + 2] + g->prof[4 * top[k] + 3])
+    for (int32_t i = 0; i < g->n_nodes; i++) { /* insertion into the sorted top list */
+        double t = node_cpu(g, i);
+        int k;
+        if (n_top < TOP_NODES)
+            k = n_top++;
+        else if (t > node_cpu(g, top[TOP_NODES - 1]))
+            k = TOP_NODES - 1;
+        else
             continue;
-        for (; k > 0 && t > g->prof[4 * top[k - 1] + 2] + g->prof[4 * top[k - 1] + 3]; k--)
+        for (; k > 0 && t > node_cpu(g, top[k - 1]); k--)
             top[k] = top[k - 1];
         top[k] = i;
     }

@@ -48,14 +48,22 @@ void qhi_calib_unfold(const float *x, int64_t c, int64_t h, int64_t w, int32_t k
     int64_t cols = c * kh * kw;
     for (int64_t p = 0; p < k; p++) {
         int64_t y0 = pos[p] / lw * sy - ph, x0 = pos[p] % lw * sx - pw;
+        bool inside = x0 >= 0 && x0 + kw <= w; /* every column of the patch: copy whole kernel rows */
         float *row = rows + p * cols;
         for (int64_t ch = 0; ch < c; ch++) {
             const float *plane = x + ch * h * w;
             for (int32_t i = 0; i < kh; i++, row += kw) {
                 int64_t y = y0 + i;
-                for (int32_t j = 0; j < kw; j++) {
-                    int64_t xx = x0 + j;
-                    row[j] = y >= 0 && y < h && xx >= 0 && xx < w ? plane[y * w + xx] : 0.0f;
+                if (y < 0 || y >= h) {
+                    for (int32_t j = 0; j < kw; j++) /* kernel rows are short: loops, not library calls */
+                        row[j] = 0.0f;
+                } else if (inside) {
+                    const float *src = plane + y * w + x0;
+                    for (int32_t j = 0; j < kw; j++)
+                        row[j] = src[j];
+                } else {
+                    for (int32_t j = 0; j < kw; j++)
+                        row[j] = x0 + j >= 0 && x0 + j < w ? plane[y * w + x0 + j] : 0.0f;
                 }
             }
         }

@@ -13,21 +13,61 @@
 
 /* ---------------------------------------------------------------- buffers */
 
+static void pool_clear(qhi_calib *s)
+{
+    for (int k = 0; k < s->n_pool; k++) {
+        qh_free_aligned(s->pool[k]->p);
+        free(s->pool[k]);
+    }
+    s->n_pool = 0;
+    s->pooled = 0;
+}
+
+/* Released buffers wait in a small pool for the next value of the same size (the two networks
+ * alternate node by node, and a stage of a network keeps one size), which saves the kernel from
+ * handing out and zeroing fresh pages for every node. A request of another size empties the pool,
+ * so it never holds more than the current size class. */
+static qhi_cbuf *pool_take(qhi_calib *s, int64_t bytes)
+{
+    for (int k = 0; k < s->n_pool; k++)
+        if (s->pool[k]->bytes == bytes) {
+            qhi_cbuf *b = s->pool[k];
+            s->pool[k] = s->pool[--s->n_pool];
+            s->pooled -= bytes;
+            return b;
+        }
+    pool_clear(s);
+    return NULL;
+}
+
+static void buf_release(qhi_calib *s, qhi_cbuf *b)
+{
+    if (s->n_pool < QHI_CALIB_POOL) {
+        s->pool[s->n_pool++] = b;
+        s->pooled += b->bytes;
+        return;
+    }
+    qh_free_aligned(b->p);
+    free(b);
+}
+
 static qhi_cbuf *buf_new(qhi_calib *s, int64_t floats, qh_error *err)
 {
-    qhi_cbuf *b = calloc(1, sizeof *b);
-    if (b)
-        b->p = qh_alloc_aligned((size_t)(floats > 0 ? floats : 1) * sizeof(float));
-    if (!b || !b->p) {
+    int64_t bytes = floats * (int64_t)sizeof(float);
+    qhi_cbuf *b = pool_take(s, bytes);
+    if (!b && (b = calloc(1, sizeof *b)) && !(b->p = qh_alloc_aligned((size_t)(bytes > 0 ? bytes : 4)))) {
         free(b);
+        b = NULL;
+    }
+    if (!b) {
         qh_error_set(err, QH_E_NOMEM, "out of memory for calibration activations (%lld floats)", (long long)floats);
         return NULL;
     }
     b->users = 1;
-    b->bytes = floats * (int64_t)sizeof(float);
-    s->bytes += b->bytes;
-    if (s->bytes > s->peak)
-        s->peak = s->bytes;
+    b->bytes = bytes;
+    s->bytes += bytes;
+    if (s->bytes + s->pooled > s->peak)
+        s->peak = s->bytes + s->pooled;
     return b;
 }
 
@@ -35,8 +75,7 @@ static void buf_drop(qhi_calib *s, qhi_cbuf *b)
 {
     if (b && --b->users == 0) {
         s->bytes -= b->bytes;
-        qh_free_aligned(b->p);
-        free(b);
+        buf_release(s, b);
     }
 }
 
@@ -285,6 +324,7 @@ void qhi_calib_free(qhi_calib *s)
             buf_drop(s, s->val[net][k].b);
     for (int32_t j = 0; s->orig_w && j < s->g->n_nodes; j++)
         free(s->orig_w[j]);
+    pool_clear(s);
     free(s->val[0]);
     free(s->val[1]);
     free(s->consumers);

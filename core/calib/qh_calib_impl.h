@@ -56,7 +56,8 @@ qh_status qhi_calib_keep_original(qhi_calib *s, int32_t node, qh_error *err);
 qh_status qhi_calib_capture(qhi_calib *s, int32_t node, int32_t index, uint32_t needs, qhi_calib_data *out,
                             qh_error *err);
 void qhi_calib_data_free(qhi_calib_data *d);
-/* Largest number of activation bytes the session held at once (both networks). */
+/* Largest number of activation bytes the session held at once (both networks, with the released
+ * buffers it keeps for reuse). */
 int64_t qhi_calib_peak_bytes(const qhi_calib *s);
 
 /* ---- the pieces, exposed for tests ---- */

@@ -21,6 +21,7 @@ typedef struct qhi_cval {
 } qhi_cval;
 
 enum { QHI_NET_ORIG = 0, QHI_NET_QUANT = 1 };
+enum { QHI_CALIB_POOL = 8 };
 
 struct qhi_calib {
     qh_graph *g;
@@ -35,7 +36,10 @@ struct qhi_calib {
     float **orig_w;      /* [node]: the original network's weight, kept before quantization */
     void *ws;            /* conv workspace for `batch` images */
     int32_t *argmax;     /* max pooling scratch for `batch` images */
-    int64_t bytes, peak; /* activation bytes held now / at most */
+    int64_t bytes, peak; /* activation bytes held now (values) / at most (values and pool) */
+    qhi_cbuf *pool[QHI_CALIB_POOL]; /* released buffers, for reuse */
+    int n_pool;
+    int64_t pooled;
 };
 
 static inline int32_t qhi_slot(int32_t src)

@@ -3,13 +3,11 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "qhost/qh_parallel.h"
 #include "qq_mem.h"
 #include "qq_simd.h"
+#include "qq_threads.h"
 
 enum { NB = QQ_SORT_BUCKETS, SMALL = 48 };
 
@@ -43,24 +41,6 @@ static void sort_low16(uint32_t *v, uint32_t *tmp, int64_t c)
         v[cb[(tmp[i] >> 8) & 0xFF]++] = tmp[i];
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 int qq_sort_keys(const float *x, int64_t n, int skip_zero, qq_sorted *out)
 {
     int T = qh_threads();
@@ -73,7 +53,7 @@ int qq_sort_keys(const float *x, int64_t n, int skip_zero, qq_sorted *out)
     int ok = hist && out->start && out->key && tmp;
 #pragma omp parallel num_threads(T) if (ok && T > 1)
     if (ok) {
-        int t = thread_id(), nt = thread_count();
+        int t = qq_thread_id(), nt = qq_thread_count();
         int64_t a = n * t / nt, b = n * (t + 1) / nt, *h = hist + (size_t)t * NB;
         memset(h, 0, sizeof(int64_t) * NB);
         for (int64_t i = a; i < b; i++) {

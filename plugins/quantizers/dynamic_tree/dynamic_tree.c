@@ -3,7 +3,8 @@
  *
  * mode = bnb: the N-bit signed dynamic map (dtcode.h: exactly 2^N distinct codes, no padding);
  *   v = w / absmax(group), code = index of the nearest map entry (binary search over the midpoints;
- *   a v exactly halfway goes toward zero), value = map[code] * absmax. Default groups are blocks of
+ *   a v exactly halfway goes toward zero; dt_run.c's fast loop gives the same codes by table
+ *   look-up), value = map[code] * absmax. Default groups are blocks of
  *   4096 consecutive elements of the flattened tensor (bitsandbytes' blocksize default; the paper
  *   uses 2048); the last block may be shorter, so no size is refused. The map is a fixed table.
  * mode = seed001: seed 001's round_dt8(w / absmax, N) with granularity = row for the seed's row-wise

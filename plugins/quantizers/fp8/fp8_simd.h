@@ -50,12 +50,16 @@ QQ_AVX2 static inline __m256i fp8_encode8(const fp8_vfmt *f, __m256 v, __m256 *v
     __m256i r = _mm256_add_epi32(au, _mm256_add_epi32(f->half_m1, lsb));
     __m256i mag = _mm256_sub_epi32(_mm256_srl_epi32(r, f->shift), f->bias_shift);
     __m256 value = _mm256_castsi256_ps(_mm256_and_si256(r, f->keep));
+    /* subnormal lanes are rare after absmax scaling: their path only when present (saturated ones
+     * are not rare: each group's absmax lands on max, so that blend stays unconditional) */
     __m256 sub = _mm256_cmp_ps(a, f->min_normal, _CMP_LT_OQ);
-    __m256 sr = _mm256_round_ps(_mm256_mul_ps(a, f->up), _MM_FROUND_CUR_DIRECTION);
-    mag = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mag),
-                                               _mm256_castsi256_ps(_mm256_cvtps_epi32(sr)), sub));
-    value = _mm256_blendv_ps(value, _mm256_mul_ps(sr, f->down), sub);
-    /* a subnormal's normal-path mag is negative, so only true normals can round past max_code */
+    if (_mm256_movemask_ps(sub)) {
+        __m256 sr = _mm256_round_ps(_mm256_mul_ps(a, f->up), _MM_FROUND_CUR_DIRECTION);
+        mag = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mag),
+                                                   _mm256_castsi256_ps(_mm256_cvtps_epi32(sr)), sub));
+        value = _mm256_blendv_ps(value, _mm256_mul_ps(sr, f->down), sub);
+    }
+    /* a subnormal's mag is at most 2^M by now, so only true normals can round past max_code */
     __m256 sat = _mm256_or_ps(_mm256_cmp_ps(a, f->max, _CMP_GE_OQ),
                               _mm256_castsi256_ps(_mm256_cmpgt_epi32(mag, f->max_code)));
     mag = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mag), _mm256_castsi256_ps(f->max_code), sat));

@@ -8,8 +8,9 @@
  *               leaves the range one-sided when a row has no negative weight (it then clips the top
  *               half of the range); here it is always symmetric.
  * Pruned weights (mask 0) count as 0 in the range. An all-zero group gets the reference's range
- * [-1, 1]. The scale is rounded to float once (what qh_qtensor stores), and the zero point and the codes are computed from that float, so the
- * stored codes decode to exactly the values GPTQ propagated.
+ * [-1, 1]. The scale is rounded to float once (what qh_qtensor stores), and the zero point and the
+ * codes are computed from that float, so the stored codes decode to exactly the values GPTQ
+ * propagated.
  */
 #include <float.h>
 #include <math.h>

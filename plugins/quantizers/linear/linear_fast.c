@@ -26,13 +26,13 @@ QQ_AVX2 static int minmax_avx2(const float *w, int64_t n, float *lo, float *hi)
         ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(x0, absmask), big, _CMP_LE_OQ));
         ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(x1, absmask), big, _CMP_LE_OQ));
     }
-    float la[8], lb[8];
-    _mm256_storeu_ps(la, _mm256_min_ps(a0, a1));
-    _mm256_storeu_ps(lb, _mm256_max_ps(b0, b1));
-    for (int l = 0; l < 8; l++) {
-        a = la[l] < a ? la[l] : a;
-        b = lb[l] > b ? lb[l] : b;
-    }
+    /* across lanes by halving (exact; the sign a zero gets does not change any grid) */
+    __m128 mn = _mm_min_ps(_mm256_castps256_ps128(_mm256_min_ps(a0, a1)), _mm256_extractf128_ps(_mm256_min_ps(a0, a1), 1));
+    __m128 mx = _mm_max_ps(_mm256_castps256_ps128(_mm256_max_ps(b0, b1)), _mm256_extractf128_ps(_mm256_max_ps(b0, b1), 1));
+    mn = _mm_min_ps(mn, _mm_movehl_ps(mn, mn));
+    mx = _mm_max_ps(mx, _mm_movehl_ps(mx, mx));
+    a = _mm_cvtss_f32(_mm_min_ss(mn, _mm_shuffle_ps(mn, mn, 1)));
+    b = _mm_cvtss_f32(_mm_max_ss(mx, _mm_shuffle_ps(mx, mx, 1)));
     int bad = _mm256_movemask_ps(ok) != 0xFF;
     for (; i < n; i++) {
         a = w[i] < a ? w[i] : a;

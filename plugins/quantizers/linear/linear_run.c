@@ -40,18 +40,6 @@ lin_layout lin_make_layout(const linear_cfg *cfg, const qh_tensor *w)
     return l;
 }
 
-static void group_range(const lin_layout *l, int64_t g, int64_t *start, int64_t *len)
-{
-    if (l->gran != LIN_GRAN_BLOCK) {
-        *start = g * l->len;
-        *len = l->len;
-        return;
-    }
-    int64_t b = g % l->nblk;
-    *start = g / l->nblk * l->cols + b * l->block;
-    *len = l->cols - b * l->block < l->block ? l->cols - b * l->block : l->block;
-}
-
 /* Everything one work range needs. */
 typedef struct job {
     const linear_cfg *cfg;
@@ -99,27 +87,37 @@ static int minmax(const job *j, const float *x, int64_t n, float *lo, float *hi)
     return j->fast ? lin_minmax_fast(x, n, lo, hi) : lin_minmax(x, n, lo, hi);
 }
 
-/* Many groups: one thread per group, serial inside. Returns -1 if an element is not finite. */
+/* Group g = [start, start + len): returns nonzero if an element is not finite. */
+static int run_group(const job *j, int64_t g, int64_t start, int64_t len, int64_t *wraps)
+{
+    float lo, hi, factor;
+    if (minmax(j, j->x + start, len, &lo, &hi))
+        return 1;
+    lin_grid grid = make_grid(j, start, len, lo, hi, 0, &factor);
+    *wraps += encode_range(j, start, len, &grid, factor);
+    j->o->scale[g] = grid.scale;
+    if (j->o->zero)
+        j->o->zero[g] = grid.zero;
+    return 0;
+}
+
+/* Many groups: each group on one thread, serial inside; blocks are walked row by row (no division
+ * per block). Returns -1 if an element is not finite. */
 static int64_t run_groups(const job *j, const lin_layout *l)
 {
-    int64_t wraps = 0;
+    int64_t wraps = 0, units = l->gran == LIN_GRAN_BLOCK ? (l->nblk > 0 ? l->groups / l->nblk : 0) : l->groups;
     int bad = 0;
 #pragma omp parallel reduction(+ : wraps) reduction(| : bad)
     {
 #pragma omp for schedule(static) nowait
-        for (int64_t g = 0; g < l->groups; g++) {
-            int64_t start, len;
-            group_range(l, g, &start, &len);
-            float lo, hi, factor;
-            if (minmax(j, j->x + start, len, &lo, &hi)) {
-                bad = 1;
+        for (int64_t u = 0; u < units; u++) {
+            if (l->gran != LIN_GRAN_BLOCK) { /* a channel or the whole tensor */
+                bad |= run_group(j, u, u * l->len, l->len, &wraps);
                 continue;
             }
-            lin_grid grid = make_grid(j, start, len, lo, hi, 0, &factor);
-            wraps += encode_range(j, start, len, &grid, factor);
-            j->o->scale[g] = grid.scale;
-            if (j->o->zero)
-                j->o->zero[g] = grid.zero;
+            for (int64_t b = 0, start = u * l->cols; b < l->nblk; b++, start += l->block) /* a row's blocks */
+                bad |= run_group(j, u * l->nblk + b, start, l->cols - b * l->block < l->block ? l->cols - b * l->block
+                                                                                           : l->block, &wraps);
         }
         qq_sfence(); /* this thread's streamed values, before the region ends */
     }

@@ -19,11 +19,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "../common/qq_mem.h"
+#include "../common/qq_threads.h"
 #include "../fp8/fp8_simd.h"
 #include "se_impl.h"
 
@@ -280,24 +278,6 @@ static int reserve(se_scratch *s, int64_t n)
     return s->cap >= n;
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 int se_fast(const se_coder *c, const float *x, int64_t n, int64_t g, const se_out *o, se_scratch *scratch)
 {
     int T = qh_threads();
@@ -316,7 +296,7 @@ int se_fast(const se_coder *c, const float *x, int64_t n, int64_t g, const se_ou
     int nt_store = o->deq && (int64_t)sizeof(float) * n >= QQ_NT_MIN;
 #pragma omp parallel num_threads(T) if (st == SE_OK && T > 1)
     if (st == SE_OK) {
-        int t = thread_id(), nt = thread_count();
+        int t = qq_thread_id(), nt = qq_thread_count();
         int64_t a = n * t / nt, b = n * (t + 1) / nt;
         uint32_t *h = sh.hist + (size_t)t * NB, *off = sh.off + (size_t)t * NB;
         if (hist_pass(&sh, h, a, b)) {

@@ -6,8 +6,9 @@
  * scale each group by its absmax and code it with the dynamic-tree map (bits N) or FP8 E4M3, and keep
  * the permutation. Grouping like magnitudes makes each group's absmax fit its members.
  *
- * Ties in |w| (and +0 / -0) keep the flat index order: the sort is stable (LSD radix on the bits of
- * |w|, or insertion sort for short segments), so the result is deterministic.
+ * Ties in |w| (and +0 / -0) keep the flat index order: the order is the stable sort by |w| (se_run.c:
+ * LSD radix, or insertion sort for short segments; se_fast.c computes the same ranks by a bucket
+ * partition for canonical mode), so the result is deterministic and the same for any thread count.
  *
  * Representation: QH_QG_FLAT_BLOCK with block = group and perm[i] = position of element i in the
  * sorted order, so element i belongs to group perm[i] / group; codes stay at the elements' own
