@@ -25,8 +25,10 @@ for r in $(seq 1 "$ROUNDS"); do
     nice -n 10 "$BUILD/bench/bench-gpfq" lenet5 "$WEIGHTS" -t "$THREADS" -r "$REPS" -o "$DIR" >> "$DIR/c.jsonl"
     nice -n 10 $NP --case lenet5 --reps "$REPS" >> "$DIR/np.jsonl"
 done
-nice -n 10 "$BUILD/bench/bench-gpfq" synthetic 512 2304 16384 -t "$THREADS" -r "$REPS" -o "$DIR" >> "$DIR/c.jsonl"
-nice -n 10 $NP --case synthetic --reps "$NREPS" >> "$DIR/np.jsonl"
+if [ "$NREPS" -gt 0 ]; then  # SYNTHETIC_NUMPY_REPS = 0 leaves the synthetic layer out
+    nice -n 10 "$BUILD/bench/bench-gpfq" synthetic 512 2304 16384 -t "$THREADS" -r "$REPS" -o "$DIR" >> "$DIR/c.jsonl"
+    nice -n 10 $NP --case synthetic --reps "$NREPS" >> "$DIR/np.jsonl"
+fi
 
 /usr/bin/python3 - "$DIR" "$THREADS" <<'EOF'
 import json, os, statistics, sys

@@ -132,6 +132,41 @@ static void report_rows(FILE *f, sweep_view *v)
     free(order);
 }
 
+/* With two or more keys: one line per value of the first key, the best and the worst point over
+ * the others (e.g. seed 002's bits x scalar grid: the best scalar at each bit width). */
+static void report_by_first_key(FILE *f, const sweep_view *v)
+{
+    const qh_sweep_axis *a = &v->s->axes[0];
+    if (v->s->n_axes < 2 || v->top1 < 0 || v->axis[0] < 0)
+        return;
+    fprintf(f, "By %s, over the other keys:\n\n| %s | points | best top-1 %% | at |", a->key, a->key);
+    fprintf(f, " worst top-1 %% | at |\n|---|---:|---:|---|---:|---|\n");
+    for (int32_t k = 0; k < a->n_values; k++) {
+        int32_t best = -1, worst = -1, n = 0;
+        for (int32_t r = 0; r < v->csv.n_rows; r++) {
+            if (strcmp(field(v, r, v->axis[0]), a->values[k]) != 0)
+                continue;
+            n++;
+            if (best < 0 || pct(v, r, v->top1) > pct(v, best, v->top1))
+                best = r;
+            if (worst < 0 || pct(v, r, v->top1) < pct(v, worst, v->top1))
+                worst = r;
+        }
+        if (n == 0)
+            continue;
+        fprintf(f, "| %s | %d |", a->values[k], (int)n);
+        for (int32_t pass = 0; pass < 2; pass++) {
+            int32_t r = pass ? worst : best;
+            fprintf(f, " %.2f | ", pct(v, r, v->top1));
+            for (int32_t i = 1; i < v->s->n_axes; i++)
+                fprintf(f, "%s%s = %s", i > 1 ? ", " : "", v->s->axes[i].key, field(v, r, v->axis[i]));
+            fprintf(f, " |");
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n");
+}
+
 void qhi_sweep_report(FILE *f, const qh_run *run, int32_t stage)
 {
     sweep_view v;
@@ -150,6 +185,7 @@ void qhi_sweep_report(FILE *f, const qh_run *run, int32_t stage)
         fprintf(f, "), top-1 %.2f %%, top-5 %.2f %%: its model continues down the pipeline.\n\n",
                 pct(&v, v.best, v.top1), pct(&v, v.best, v.top5));
     }
+    report_by_first_key(f, &v);
     report_rows(f, &v);
     view_close(&v);
 }

@@ -628,6 +628,12 @@ static void test_best_point_selection(void **state)
     snprintf(bold, sizeof bold, "| **%lld** | %s |", (long long)point, bits);
     if (!strstr(md, bold))
         fail_msg("no \"%s\" in:\n%s", bold, md);
+    /* the per-bits summary: the best point's bits value leads with its top-1 over both granularities */
+    char line[64];
+    snprintf(line, sizeof line, "| %s | 2 | %.2f | granularity = ", bits, metric(dir, "q", "top1"));
+    assert_non_null(strstr(md, "By bits, over the other keys:"));
+    if (!strstr(md, line))
+        fail_msg("no \"%s\" in:\n%s", line, md);
     free(md);
     qh_pipeline_config_free(pc);
 }

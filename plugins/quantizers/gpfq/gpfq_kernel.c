@@ -23,10 +23,10 @@
 
 /* ---------------------------------------------------------------- shared pieces */
 
-/* Below this much work (elements, or neuron x coordinate x sample updates) a second thread costs
- * more than it saves: waking it is a scheduler round trip, long on a busy machine. */
-#define GPFQ_PAR_MIN_COPY (1 << 20)
-#define GPFQ_PAR_MIN_WORK (1 << 24)
+/* Below this much work (elements, or neuron x coordinate x sample updates; 2^21 updates take about
+ * 0.2 ms on one core) a second thread costs more than it saves: waking it is a scheduler round trip. */
+#define GPFQ_PAR_MIN_COPY (1 << 18)
+#define GPFQ_PAR_MIN_WORK (1 << 21)
 
 void gpfq_transpose_ref(const float *x, int64_t m, int64_t cols, int64_t mpad, float *xt)
 {
@@ -313,7 +313,12 @@ double gpfq_run(const gpfq_problem *p, int32_t *codes)
 #ifdef GPFQ_X86
     if (!have_avx2() || p->mpad % 16 || p->cols < 1)
         return gpfq_run_ref(p, codes);
-    enum { NB = 4 };
+    /* Blocks of up to four neurons; fewer when that leaves a thread idle (LeNet-5's conv1 has six
+     * neurons: two blocks of three). The codes do not depend on the block size. */
+    int threads = qh_threads();
+    int64_t NB = p->rows >= 4 * threads ? 4 : (p->rows + threads - 1) / threads;
+    if (NB < 1)
+        NB = 1;
     int64_t blocks = (p->rows + NB - 1) / NB;
     double *part = calloc((size_t)blocks, sizeof(double)), unorm = 0.0, *hadj = adjacent_dots(p);
     if (!part || !hadj) {
@@ -323,7 +328,7 @@ double gpfq_run(const gpfq_problem *p, int32_t *codes)
     }
     int failed = 0;
     bool par = p->rows * p->cols * p->mpad >= GPFQ_PAR_MIN_WORK;
-#pragma omp parallel num_threads(qh_threads()) reduction(+ : failed) if (par)
+#pragma omp parallel num_threads(threads) reduction(+ : failed) if (par)
     {
         float *u = qh_alloc_aligned(sizeof(float) * (size_t)(NB * p->mpad));
         failed += !u;
