@@ -374,6 +374,17 @@ QQ_AVX2 static void eval_avx2(const qq_stepfn *s, const float *v, int64_t n, int
     for (int64_t i = 0; i + 8 <= n; i += 8)
         _mm256_storeu_si256((__m256i *)(out + i), qq_stepfn_avx2(s, _mm256_loadu_ps(v + i)));
 }
+
+/* Codes and values through the value table (dt_run's encoder), eight lanes at a time. */
+QQ_AVX2 static void eval_valtab(const dt_coder *c, const float *v, int64_t n, int32_t *out, float *val)
+{
+    for (int64_t i = 0; i + 8 <= n; i += 8) {
+        __m256 x;
+        __m256i k = qq_valtab_avx2(&c->table, &c->nearest, c->book, _mm256_loadu_ps(v + i), &x);
+        _mm256_storeu_si256((__m256i *)(out + i), k);
+        _mm256_storeu_ps(val + i, x);
+    }
+}
 #endif
 
 /* The step table against dt_nearest on every float of [-1, 1] whose 10 low bits are zero, every
@@ -384,6 +395,7 @@ static void test_step_table(void **state)
     int64_t cap = (int64_t)1 << 22, n;
     float *v = malloc(sizeof(float) * (size_t)cap);
     int32_t *got = malloc(sizeof(int32_t) * (size_t)cap);
+    float *val = malloc(sizeof(float) * (size_t)cap);
     for (int bits = 2; bits <= 8; bits++) {
         dt_cfg cfg = {bits, DT_GRAN_BLOCK, DT_MODE_BNB, 4096};
         dt_coder *c = dt_coder_new(&cfg);
@@ -423,12 +435,32 @@ static void test_step_table(void **state)
                 if (got[i] != dt_nearest(c->mid, c->n, v[i]))
                     fail_msg("bits %d: v = %a: AVX2 %d, search %d", bits, (double)v[i], got[i],
                              dt_nearest(c->mid, c->n, v[i]));
+            /* and the value table, whose cells are on a log scale of |v|: their boundaries too */
+            int64_t n0 = n;
+            for (uint32_t cell = 0; cell < QQ_VAL_CELLS && n + 4 < cap; cell++) {
+                uint32_t a = c->table.mag_lo + (cell << c->table.shift);
+                if (a > 0x3F800000u)
+                    break;
+                v[n++] = qq_float(a), v[n++] = -qq_float(a);
+                v[n++] = qq_float(a - 1), v[n++] = -qq_float(a - 1);
+            }
+            while (n % 8)
+                v[n++] = 0.0f;
+            eval_valtab(c, v, n, got, val);
+            for (int64_t i = 0; i < n; i++) {
+                int want = dt_nearest(c->mid, c->n, v[i]);
+                if (got[i] != want || qq_bits(val[i]) != qq_bits(c->book[want]))
+                    fail_msg("bits %d: v = %a: value table %d (%a), search %d (%a)", bits, (double)v[i], got[i],
+                             (double)val[i], want, (double)c->book[want]);
+            }
+            n = n0;
         }
 #endif
         free(c);
     }
     free(v);
     free(got);
+    free(val);
 }
 
 /* dt_run's reference and fast paths: codes, scales, values, exponent counts (and codes alone), with
