@@ -437,7 +437,7 @@ static void test_step_table(void **state)
                              dt_nearest(c->mid, c->n, v[i]));
             /* and the value table, whose cells are on a log scale of |v|: their boundaries too */
             int64_t n0 = n;
-            for (uint32_t cell = 0; cell < QQ_VAL_CELLS && n + 4 < cap; cell++) {
+            for (uint32_t cell = 0; cell < (uint32_t)c->table.cells && n + 4 < cap; cell++) {
                 uint32_t a = c->table.mag_lo + (cell << c->table.shift);
                 if (a > 0x3F800000u)
                     break;

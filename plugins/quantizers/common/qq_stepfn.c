@@ -86,11 +86,11 @@ int qq_stepfn_build(qq_stepfn *s, int m, float xlo, float xhi, qq_monotone_fn f,
 static void fill_sign(qq_valtab *t, const qq_stepfn *s, const float *values, uint32_t sign)
 {
     float top = sign ? -s->xlo : s->xhi; /* the largest magnitude of this sign in the domain */
-    for (uint32_t i = 0; i < QQ_VAL_CELLS; i++) {
+    for (uint32_t i = 0; i < (uint32_t)t->cells; i++) {
         uint64_t a = (uint64_t)t->mag_lo + ((uint64_t)i << t->shift), b = a + ((uint64_t)1 << t->shift) - 1;
         a = i == 0 ? 0 : a;
-        b = i == QQ_VAL_CELLS - 1 || b >= t->mag_hi ? 0x7F7FFFFFu : b;
-        uint64_t *e = &t->e[sign * QQ_VAL_CELLS + i];
+        b = i == (uint32_t)t->cells - 1 || b >= t->mag_hi ? 0x7F7FFFFFu : b;
+        uint64_t *e = &t->e[sign * (uint32_t)t->cells + i];
         if (!(top >= 0.0f) || a > (uint64_t)qq_bits(top)) {
             *e = 1u << 8; /* never met: flagged */
             continue;
@@ -102,14 +102,15 @@ static void fill_sign(qq_valtab *t, const qq_stepfn *s, const float *values, uin
     }
 }
 
-void qq_valtab_build(qq_valtab *t, const qq_stepfn *s, const float *values, int min_binades)
+void qq_valtab_build(qq_valtab *t, const qq_stepfn *s, const float *values, int min_binades, int cells)
 {
+    t->cells = cells >= 2 && cells <= QQ_VAL_CELLS && !(cells & (cells - 1)) ? cells : QQ_VAL_CELLS;
     float top = s->xhi > -s->xlo ? s->xhi : -s->xlo;
     uint32_t hi = qq_bits(top), lo = hi > ((uint32_t)min_binades << 23) ? hi - ((uint32_t)min_binades << 23) : 0;
     t->mag_lo = lo;
     t->mag_hi = hi;
     t->shift = 0;
-    while (t->shift < 31 && ((hi - lo) >> t->shift) >= QQ_VAL_CELLS)
+    while (t->shift < 31 && ((hi - lo) >> t->shift) >= (uint32_t)t->cells)
         t->shift++;
     fill_sign(t, s, values, 0);
     fill_sign(t, s, values, 1);

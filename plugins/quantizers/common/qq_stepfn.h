@@ -77,17 +77,20 @@ QQ_AVX2 static inline __m256i qq_stepfn_avx2(const qq_stepfn *s, __m256 x)
  * clamped into a first or last cell included), flag = 1 where it is not: those lanes take the full
  * qq_stepfn path and a gather of the value. Magnitudes are what a normalized code book resolves
  * (dynamic tree: steps per binade), so few lanes are flagged. */
-#define QQ_VAL_CELLS 8192 /* per sign: 128 KiB in all, ~680 cells per binade over 12 binades */
+#define QQ_VAL_CELLS 32768 /* per sign at most: 512 KiB in all (L2), ~2730 cells per binade over 12 binades */
 
 typedef struct qq_valtab {
     uint32_t mag_lo, mag_hi; /* |x| bits covered; clamping outside is exact (see .c) */
     int shift;
+    int cells;                    /* per sign, a power of two <= QQ_VAL_CELLS */
     uint64_t e[2 * QQ_VAL_CELLS]; /* [sign][cell] */
 } qq_valtab;
 
-/* values[f] for f = 0..m; magnitudes below 2^-min_binades of the largest in the domain share the
+/* values[f] for f = 0..m in `cells` cells per sign (a power of two up to QQ_VAL_CELLS: more cells
+ * flag fewer lanes, fewer keep the table in a smaller cache); magnitudes below 2^-min_binades of
+ * the largest in the domain share the
  * first cell of their sign. */
-void qq_valtab_build(qq_valtab *t, const qq_stepfn *s, const float *values, int min_binades);
+void qq_valtab_build(qq_valtab *t, const qq_stepfn *s, const float *values, int min_binades, int cells);
 
 #ifdef QQ_X86
 /* Codes (epi32) of 8 floats and their values. */
@@ -97,7 +100,7 @@ QQ_AVX2 static inline __m256i qq_valtab_avx2(const qq_valtab *t, const qq_stepfn
     __m256i u = _mm256_castps_si256(x), a = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
     a = _mm256_min_epu32(_mm256_max_epu32(a, _mm256_set1_epi32((int)t->mag_lo)), _mm256_set1_epi32((int)t->mag_hi));
     __m256i cell = _mm256_srl_epi32(_mm256_sub_epi32(a, _mm256_set1_epi32((int)t->mag_lo)), _mm_cvtsi32_si128(t->shift));
-    cell = _mm256_or_si256(cell, _mm256_and_si256(_mm256_srai_epi32(u, 31), _mm256_set1_epi32(QQ_VAL_CELLS)));
+    cell = _mm256_or_si256(cell, _mm256_and_si256(_mm256_srai_epi32(u, 31), _mm256_set1_epi32(t->cells)));
     __m256i e0 = _mm256_i32gather_epi64((const long long *)t->e, _mm256_castsi256_si128(cell), 8);
     __m256i e1 = _mm256_i32gather_epi64((const long long *)t->e, _mm256_extracti128_si256(cell, 1), 8);
     /* low halves (code | flag) to lanes 0..7, high halves (value bits) likewise */

@@ -48,7 +48,7 @@ dt_coder *dt_coder_new(const dt_cfg *cfg)
         find_runs(c);
         c->fast_ok = qq_stepfn_build(&c->nearest, c->n - 1, -1.0f, 1.0f, nearest_ref, c) == 0;
         if (c->fast_ok)
-            qq_valtab_build(&c->table, &c->nearest, c->book, 12);
+            qq_valtab_build(&c->table, &c->nearest, c->book, 12, QQ_VAL_CELLS);
     } else {
         c->n = dt_seed_book(c->bits, c->book);
     }

@@ -168,7 +168,7 @@ int km_assign_fast(const km_problem *p, const float *x, int64_t n, const float *
         free(tb); /* crowded thresholds (many empty clusters) or no AVX2: the reference loop */
         return km_assign_ref(p, x, n, c, o);
     }
-    qq_valtab_build(&tb->val, &tb->step, c, 16);
+    qq_valtab_build(&tb->val, &tb->step, c, 16, 8192); /* the sort buffers want the cache */
     int nt = o->deq && (int64_t)sizeof(float) * n >= QQ_NT_MIN;
     int64_t nch = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel

@@ -32,7 +32,7 @@ se_coder *se_coder_new(const se_cfg *cfg)
         dt_midpoints(c->book, c->n, c->mid);
         c->fast_ok = qq_stepfn_build(&c->nearest, c->n - 1, -1.0f, 1.0f, nearest_ref, c) == 0;
         if (c->fast_ok)
-            qq_valtab_build(&c->table, &c->nearest, c->book, 12);
+            qq_valtab_build(&c->table, &c->nearest, c->book, 12, QQ_VAL_CELLS);
         break;
     case SE_K_OCP:
         c->n = 256;
