@@ -1,5 +1,7 @@
 /* summary.c - `qhost --summary MODEL`: builds the model plugin's graph for an input shape and
- * prints every layer with its output shape, parameters and MACs, then `params: N` and `macs: N`. */
+ * prints every layer with its output shape, parameters and MACs, then `params: N` and `macs: N`.
+ * With `--set weights=FILE` the graph is the one the file loads into: a model whose channels were
+ * removed (physical structured pruning) is shown at its compacted size. */
 #include "summary.h"
 
 #include <inttypes.h>
@@ -44,6 +46,7 @@ int cli_summary(const qh_registry *reg, const char *model, const qh_override *ov
     }
     qh_model_input in = {3, 32, 32, 10};
     void *cfg = qh_config_new(p->params, p->config_size);
+    const char *weights = NULL;
     int rc = 0;
     for (int i = 0; i < n_ov && rc == 0; i++) {
         if (ov[i].section && strcmp(ov[i].section, "model") != 0) {
@@ -62,6 +65,8 @@ int cli_summary(const qh_registry *reg, const char *model, const qh_override *ov
                 rc = 2;
             }
             in.num_classes = (int32_t)n;
+        } else if (strcmp(ov[i].key, "weights") == 0) {
+            weights = ov[i].value;
         } else {
             qh_error e = {{0}};
             if (qh_config_set(p->params, cfg, ov[i].key, ov[i].value, &e) != QH_OK) {
@@ -77,8 +82,13 @@ int cli_summary(const qh_registry *reg, const char *model, const qh_override *ov
                 in.width, err.msg);
         rc = 2;
     }
+    if (!rc && weights && qh_model_load(g, weights, &err) != QH_OK) {
+        fprintf(err_out, "qhost: error: --summary: model %s: %s\n", model, err.msg);
+        rc = 2;
+    }
     if (!rc) {
-        fprintf(out, "%s on %dx%dx%d input, %d classes\n", model, in.channels, in.height, in.width, in.num_classes);
+        fprintf(out, "%s on %dx%dx%d input, %d classes%s%s\n", model, in.channels, in.height, in.width, in.num_classes,
+                weights ? ", weights " : "", weights ? weights : "");
         fprintf(out, "%-4s %-32s %-18s %-20s %14s %16s\n", "#", "layer", "op", "output", "params", "macs");
         for (int32_t i = 0; i < qh_graph_n_nodes(g); i++) {
             int64_t shape[QH_MAX_DIMS];

@@ -64,6 +64,47 @@ static qh_status parse_layers(const json_t *arr, qh_stage_metrics *m, qh_error *
     return QH_OK;
 }
 
+/* A pruning schedule's events (events_json in qh_outputs.c), the unlisted ones counted. */
+static void parse_events(const json_t *o, qh_stage_metrics *m)
+{
+    const json_t *arr = json_object_get(o, "prune_events");
+    size_t n = json_array_size(arr);
+    m->n_prune_events = 0;
+    for (size_t i = 0; i < n && i < QHI_MAX_PRUNE_EVENTS; i++) {
+        const json_t *e = json_array_get(arr, i);
+        qh_prune_event *x = &m->prune_events[m->n_prune_events++];
+        x->epoch = json_object_get(e, "epoch") ? (int64_t)num(e, "epoch") : -1;
+        x->target = num(e, "target");
+        x->measured = num(e, "sparsity");
+        x->undone = json_is_true(json_object_get(e, "undone"));
+    }
+    m->n_prune_events += (int32_t)num(o, "prune_events_not_listed");
+}
+
+/* A structured prune stage's summary (structured_json in qh_outputs.c). */
+static void parse_structured(const json_t *o, qh_structured_metrics *sm)
+{
+    if (!json_is_object(o))
+        return;
+    sm->done = true;
+    sm->groups = (int32_t)num(o, "groups");
+    sm->groups_pruned = (int32_t)num(o, "groups_pruned");
+    sm->physical = json_is_true(json_object_get(o, "physical"));
+    if (!sm->physical)
+        return;
+    sm->channels_before = (int64_t)num(o, "channels_before");
+    sm->channels_after = (int64_t)num(o, "channels_after");
+    sm->params_before = (int64_t)num(o, "params_before");
+    sm->params_after = (int64_t)num(o, "params_after");
+    sm->macs_before = (int64_t)num(o, "macs_before");
+    sm->macs_after = (int64_t)num(o, "macs_after");
+    sm->batch = (int64_t)num(o, "batch");
+    sm->threads = (int32_t)num(o, "threads");
+    sm->reps = (int32_t)num(o, "repetitions");
+    sm->img_s_before = num(o, "img_s_before");
+    sm->img_s_after = num(o, "img_s_after");
+}
+
 static qh_status parse_stage(const json_t *o, const qh_stage *s, qh_stage_metrics *m, qh_error *err)
 {
     snprintf(m->name, sizeof m->name, "%s", s->name);
@@ -81,6 +122,8 @@ static qh_status parse_stage(const json_t *o, const qh_stage *s, qh_stage_metric
     m->model_bytes = (int64_t)num(o, "model_bytes");
     m->params = (int64_t)num(o, "params");
     snprintf(m->model_file, sizeof m->model_file, "%s", str(o, "model_file"));
+    parse_events(o, m);
+    parse_structured(json_object_get(o, "structured"), &m->structured);
     qh_status st = parse_epochs(json_object_get(o, "epochs"), m, err);
     return st == QH_OK ? parse_layers(json_object_get(o, "layers"), m, err) : st;
 }

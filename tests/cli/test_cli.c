@@ -224,6 +224,51 @@ static void test_cli_summary_parameter_counts(void **state)
     assert_non_null(strstr(err_text, "unknown model 'nosuchnet'"));
 }
 
+static json_t *load_json(const char *dir, const char *file);
+
+/* `--summary MODEL --set weights=FILE` shows the model as the file loads it: a structured prune
+ * with physical removal writes a compacted MLP, whose summary counts what metrics.json says is left. */
+static void test_cli_summary_of_compacted_model(void **state)
+{
+    (void)state;
+    char out[256];
+    snprintf(out, sizeof out, "%s/compact", tmpdir);
+    assert_int_equal(qhost("-q -o '%s' " CLI_DATA "/structured_physical.ini", out), 0);
+    json_t *m = load_json(out, "metrics.json");
+    json_t *sm = json_object_get(json_array_get(json_object_get(m, "stages"), 1), "structured");
+    json_int_t before = json_integer_value(json_object_get(sm, "params_before"));
+    json_int_t after = json_integer_value(json_object_get(sm, "params_after"));
+    assert_true(after > 0 && after < before);
+    json_decref(m);
+    /* --resume over the finished run keeps the prune stage's reports (they used to be dropped) */
+    assert_int_equal(qhost("-q --resume -o '%s' " CLI_DATA "/structured_physical.ini", out), 0);
+    m = load_json(out, "metrics.json");
+    json_t *st = json_array_get(json_object_get(m, "stages"), 1);
+    sm = json_object_get(st, "structured");
+    assert_int_equal(json_integer_value(json_object_get(sm, "params_after")), after);
+    assert_true(json_is_true(json_object_get(sm, "physical")));
+    json_t *ev = json_object_get(st, "prune_events");
+    assert_int_equal(json_array_size(ev), 1);
+    assert_float_equal(json_real_value(json_object_get(json_array_get(ev, 0), "target")), 0.5, 1e-12);
+    json_decref(m);
+    char line[64];
+    assert_int_equal(qhost("--summary mlp --set hidden=32 --set input=1x8x8"), 0);
+    snprintf(line, sizeof line, "params: %lld\n", (long long)before);
+    if (!strstr(out_text, line))
+        fail_msg("no '%s' in:\n%s", line, out_text);
+    assert_int_equal(qhost("--summary mlp --set hidden=32 --set input=1x8x8 --set weights='%s/model-shrink.safetensors'",
+                           out),
+                     0);
+    snprintf(line, sizeof line, "params: %lld\n", (long long)after);
+    if (!strstr(out_text, line))
+        fail_msg("no '%s' in:\n%s", line, out_text);
+    /* a file that does not fit the model: the loader's message, exit 2 */
+    assert_int_equal(qhost("--summary mlp --set hidden=16 --set input=1x8x8 --set weights='%s/model-train.safetensors'",
+                           out),
+                     2);
+    assert_non_null(strstr(err_text, "model-train.safetensors"));
+}
+
 /* Every malformed pipeline of tests/data/ini: exit 2, a file:line message, no output directory. */
 static void test_cli_every_bad_ini_exits_2(void **state)
 {
@@ -384,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_cli_list_plugins_verbose),
         cmocka_unit_test(test_cli_bad_pipeline_reports_all_and_writes_nothing),
         cmocka_unit_test(test_cli_summary_parameter_counts),
+        cmocka_unit_test(test_cli_summary_of_compacted_model),
         cmocka_unit_test(test_cli_examples_validate),
         cmocka_unit_test(test_cli_resume_is_bit_identical),
         cmocka_unit_test(test_cli_every_bad_ini_exits_2),
