@@ -82,7 +82,8 @@ static const qh_param train_params[] = {
                 "learning-rate factor at each decay (schedule = step; above 0)"),
     QH_P_DOUBLE("min_lr", qh_train_config, min_lr, 0, 0, 10, NULL, "learning rate at the end (schedule = cosine), lowest learning rate (schedule = plateau)"),
     QH_P_BOOL("eval_each_epoch", qh_train_config, eval_each_epoch, 0,
-              "evaluate on the test split after each epoch (implied by plateau, early stopping and keep_best)"),
+              "evaluate on the test split after each epoch, in batches of batch_size (implied by plateau, "
+              "early stopping and keep_best)"),
     QH_P_ENUM("optimizer", qh_train_config, optimizer, QH_OPT_SGD, optimizer_choices,
               "sgd (momentum, nesterov), adam (weight_decay as L2 in the gradient) or adamw (decoupled decay)"),
     QH_P_DOUBLE("beta1", qh_train_config, beta1, 0.9, 0, 1, NULL, "Adam: decay of the gradient average (below 1)"),

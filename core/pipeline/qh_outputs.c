@@ -153,6 +153,8 @@ static json_t *stage_json(const qh_stage_metrics *m)
         if (l->quantized_now) {
             json_object_set_new(x, "mse", json_real(l->mse));
             qa_json(x, &l->qa);
+            if (isfinite(l->rel_err))
+                json_object_set_new(x, "relative_output_error", json_real(l->rel_err));
         }
         json_array_append_new(layers, x);
     }
@@ -210,6 +212,23 @@ static void quant_row(FILE *f, const char *name, int32_t bits, const qh_qanalysi
             (long long)a->bytes_codebook, (long long)a->bytes_perm, (long long)a->bytes, a->compression);
 }
 
+/* The calibrated layers' relative output errors on the calibration data, in network order of
+ * the weights (calibration-<stage>.csv has them with the capture details). */
+static void write_rel_errors(FILE *f, const qh_stage_metrics *m)
+{
+    int32_t n = 0;
+    for (int32_t k = 0; k < m->n_layers; k++) {
+        if (!m->layers[k].quantized_now || !isfinite(m->layers[k].rel_err))
+            continue;
+        if (n++ == 0)
+            fprintf(f, "\nRelative output error of each calibrated layer on the calibration data "
+                       "(calibration-%s.csv):", m->name);
+        fprintf(f, "%s %s %.4f", n > 1 ? "," : "", m->layers[k].name, m->layers[k].rel_err);
+    }
+    if (n)
+        fprintf(f, ".\n");
+}
+
 /* One table per quantize stage: error and storage of every tensor it quantized, then the total. */
 static void write_quant_tables(FILE *f, const qh_run *run)
 {
@@ -228,6 +247,7 @@ static void write_quant_tables(FILE *f, const qh_run *run)
             if (m->layers[k].quantized_now)
                 quant_row(f, m->layers[k].name, m->layers[k].bits, &m->layers[k].qa);
         quant_row(f, "**total**", 0, &m->qtotal);
+        write_rel_errors(f, m);
     }
 }
 

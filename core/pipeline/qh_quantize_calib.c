@@ -132,6 +132,8 @@ static qh_status store(qh_run *run, const target *t, qh_qtensor *q, qh_tensor *d
     if (st != QH_OK)
         return st;
     mse[t->w] = run->qa[t->w].mse;
+    if (run->rel_err)
+        run->rel_err[t->w] = t->rel_err;
     memcpy(w->value->data, deq->data, qh_tensor_nbytes(deq));
     qh_qtensor_clear(&run->qt[t->w]);
     run->qt[t->w] = *q;

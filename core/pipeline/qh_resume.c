@@ -60,6 +60,7 @@ static qh_status parse_layers(const json_t *arr, qh_stage_metrics *m, qh_error *
         l->bytes = (int64_t)num(e, "bytes");
         l->quantized_now = json_object_get(e, "mse") != NULL;
         l->mse = l->quantized_now ? num(e, "mse") : -1.0;
+        l->rel_err = json_object_get(e, "relative_output_error") ? num(e, "relative_output_error") : NAN;
     }
     return QH_OK;
 }

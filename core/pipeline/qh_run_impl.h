@@ -15,6 +15,7 @@ typedef struct qh_layer_metrics {
     double mse;        /* quantization error against the weights before the stage (quantize stages) */
     bool quantized_now;
     qh_qanalysis qa;   /* error and size analysis of the quantization (quantized_now only) */
+    double rel_err;    /* calibrated: ||X W^T - X~ Q^T|| / ||X W^T|| on the calibration data; NAN otherwise */
 } qh_layer_metrics;
 
 /* One pruning event (issue 4): the call of a oneshot prune stage, or an event of a schedule during
@@ -78,6 +79,7 @@ typedef struct qh_run {
     qh_rng rng;
     qh_qtensor *qt;         /* per weight; bits == 0 when not quantized */
     qh_qanalysis *qa;       /* per weight: made by a quantize stage, handed to its snapshot, then freed */
+    double *rel_err;        /* per weight, alongside qa: a calibrated layer's relative output error (NAN: none) */
     int32_t n_stages_done;
     qh_stage_metrics *metrics;
     char started_at[32];

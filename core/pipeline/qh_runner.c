@@ -125,6 +125,8 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
     if (!m->layers) {
         free(run->qa);
         run->qa = NULL;
+        free(run->rel_err);
+        run->rel_err = NULL;
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
     }
     int64_t zeros = 0, prunable = 0;
@@ -140,6 +142,7 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
         l->bytes = weight_bytes(run, i);
         l->mse = mse ? mse[i] : -1.0;
         l->quantized_now = mse && mse[i] >= 0.0;
+        l->rel_err = l->quantized_now && run->rel_err ? run->rel_err[i] : NAN;
         if (l->quantized_now && run->qa) {
             l->qa = run->qa[i];
             qh_qanalysis_add(&m->qtotal, &l->qa);
@@ -154,6 +157,8 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
     m->sparsity = prunable ? (double)zeros / (double)prunable : 0.0;
     free(run->qa); /* consumed: the analyses now live in m->layers */
     run->qa = NULL;
+    free(run->rel_err);
+    run->rel_err = NULL;
     return QH_OK;
 }
 
@@ -212,7 +217,11 @@ static qh_status run_quantize(qh_run *run, const qh_stage *s, double *mse, qh_er
     bool created = false;
     free(run->qa); /* the analyses this stage makes, for its snapshot */
     run->qa = calloc((size_t)run->g->n_weights + 1, sizeof *run->qa);
-    if (!idx || !run->qa) {
+    free(run->rel_err);
+    run->rel_err = malloc(sizeof(double) * (size_t)(run->g->n_weights + 1));
+    for (int32_t i = 0; run->rel_err && i < run->g->n_weights; i++)
+        run->rel_err[i] = NAN;
+    if (!idx || !run->qa || !run->rel_err) {
         free(idx);
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
     }
@@ -262,6 +271,8 @@ out:
     if (st != QH_OK) {
         free(run->qa);
         run->qa = NULL;
+        free(run->rel_err);
+        run->rel_err = NULL;
     }
     return st;
 }

@@ -298,7 +298,9 @@ static qh_status after_epoch(train_run *t, int64_t epoch, qh_epoch_log *log, qh_
     qhi_train_state *s = t->s;
     if (!needs_eval(cfg))
         return QH_OK;
-    qh_status st = qh_evaluate(t->g, t->ds, QH_SPLIT_TEST, t->test_limit, 256, t->pr, &log->test, err);
+    /* at the training batch: the activation and gradient buffers are sized for it already (a larger
+     * evaluation batch would reallocate every one of them in the middle of training) */
+    qh_status st = qh_evaluate(t->g, t->ds, QH_SPLIT_TEST, t->test_limit, cfg->batch_size, t->pr, &log->test, err);
     if (st != QH_OK)
         return st;
     log->evaluated = true;

@@ -4,17 +4,9 @@
  * the capture; and bad input fails with clear messages (bits < 1, no or too few calibration images,
  * a target pattern matching nothing, an L0 lambda beyond the alphabet). */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
-#include "qhost/qh_engine.h"
+#include "pipeline_util.h"
 #include "qhost/qh_safetensors.h"
 
 static char tmpdir[256];
@@ -25,69 +17,28 @@ static const char head[] = "[pipeline]\nseed = 3\nthreads = %d\nstages = %s\n[mo
                            "[dataset]\nplugin = synthetic\nclasses = 4\ntrain_size = 400\ntest_size = 80\n"
                            "noise = 1.0\n%s\n";
 
-static char *write_ini(const char *name, int threads, const char *stages, const char *model, const char *model_extra,
-                       const char *dataset_extra, const char *rest)
+static const char *write_ini(const char *name, int threads, const char *stages, const char *model,
+                             const char *model_extra, const char *dataset_extra, const char *rest)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s.ini", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, head, threads, stages, model, model_extra, dataset_extra);
-    fputs(rest, f);
-    fclose(f);
-    return path;
+    return pu_write_ini(tmpdir, name, rest, head, threads, stages, model, model_extra, dataset_extra);
 }
 
 /* Loads and runs; config errors go to diag_out and return QH_E_CONFIG. */
 static qh_status run_ini(const char *ini, const char *out, FILE *diag_out, qh_error *err)
 {
-    qh_diag diag = {.out = diag_out ? diag_out : stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
-    if (!pc)
-        return QH_E_CONFIG;
-    qh_run_options opt = {.output_dir = out};
-    qh_status st = qh_pipeline_run(pc, reg, &opt, err);
-    qh_pipeline_config_free(pc);
-    return st;
-}
-
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (size)
-        *size = (size_t)n;
-    return buf;
+    return pu_run_ini(reg, ini, out, false, diag_out, NULL, NULL, err);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qh-calib-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    qh_error err;
-    reg = qh_registry_new();
     const char *libs[] = {"/plugins/models/lenet5/qh-model-lenet5.so", "/plugins/models/resnet20/qh-model-resnet20.so",
                           "/plugins/datasets/synthetic/qh-dataset-synthetic.so",
                           "/plugins/pruners/magnitude/qh-pruner-magnitude.so",
-                          "/plugins/quantizers/gpfq/qh-quantizer-gpfq.so"};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s%s", QH_BUILD_ROOT, libs[i]);
-        if (qh_registry_load_file(reg, path, &err) != QH_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            return -1;
-        }
-    }
+                          "/plugins/quantizers/gpfq/qh-quantizer-gpfq.so", NULL};
+    if (pu_setup(tmpdir, sizeof tmpdir, "qh-calib", libs, &reg) != 0)
+        return -1;
+    qh_error err;
     char out[400];
     snprintf(out, sizeof out, "%s/train", tmpdir);
     const char *ini = write_ini("train", 2, "train, export", "lenet5", "", "",
@@ -104,10 +55,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    qh_registry_free(reg);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pu_teardown(tmpdir, reg);
 }
 
 static const char gpfq_stage[] = "[gpfq]\ntype = quantize\nplugin = gpfq\ncalibration_images = 96\n"
@@ -130,7 +78,7 @@ static void test_gpfq_stage(void **state)
     qh_error err;
     assert_int_equal(run_gpfq("lenet_gpfq", 2, "bits = 3", trained, out, sizeof out, &err), QH_OK);
     snprintf(path, sizeof path, "%s/calibration-gpfq.csv", out);
-    char *csv = slurp(path, NULL);
+    char *csv = pu_slurp(path, NULL);
     assert_non_null(csv);
     assert_non_null(
         strstr(csv, "layer,index,treatment,rows,cols,samples,capture_s,quantize_s,relative_output_error\n"));
@@ -138,7 +86,31 @@ static void test_gpfq_stage(void **state)
     assert_non_null(strstr(csv, "conv1.weight,0,calibrated,6,25,960,"));
     assert_non_null(strstr(csv, "fc1.weight,2,calibrated,120,400,96,"));
     assert_non_null(strstr(csv, "fc3.weight,4,calibrated,4,84,96,"));
+    /* each layer's relative output error also in metrics.json (its "layers" entry) and report.md */
+    const char *row = strstr(csv, "fc1.weight,");
+    const char *eol = row ? strchr(row, '\n') : NULL, *last = eol;
+    while (last && last > row && last[-1] != ',')
+        last--;
+    assert_non_null(last);
+    double rel = strtod(last, NULL);
+    assert_true(rel > 0.0 && rel < 1.0);
     free(csv);
+    snprintf(path, sizeof path, "%s/metrics.json", out);
+    char *json = pu_slurp(path, NULL);
+    const char *entry = strstr(json, "\"name\": \"fc1.weight\"");
+    const char *next = entry ? strstr(entry + 1, "\"name\":") : NULL;
+    const char *key = entry ? strstr(entry, "\"relative_output_error\": ") : NULL;
+    if (!key || (next && key > next))
+        fail_msg("no relative_output_error in fc1.weight's metrics.json entry");
+    assert_true(fabs(strtod(key + strlen("\"relative_output_error\": "), NULL) - rel) < 1e-6);
+    free(json);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    char *md = pu_slurp(path, NULL), line[64];
+    snprintf(line, sizeof line, " fc1.weight %.4f", rel);
+    assert_non_null(strstr(md, "Relative output error of each calibrated layer on the calibration data"));
+    if (!strstr(md, line))
+        fail_msg("no '%s' in report.md", line);
+    free(md);
     snprintf(path, sizeof path, "%s/model-gpfq.safetensors", out);
     qh_safetensors *st = NULL;
     assert_int_equal(qh_safetensors_read(path, &st, &err), QH_OK);
@@ -165,20 +137,13 @@ static void test_gpfq_stage(void **state)
 static void test_threads_identical(void **state)
 {
     (void)state;
-    char out1[600], out2[600], p1[700], p2[700];
+    char out1[600], out2[600];
     qh_error err;
     assert_int_equal(run_gpfq("t1", 1, "stochastic = true\nretain_rate = 0.5\n", trained, out1, sizeof out1, &err),
                      QH_OK);
     assert_int_equal(run_gpfq("t2", 2, "stochastic = true\nretain_rate = 0.5\n", trained, out2, sizeof out2, &err),
                      QH_OK);
-    snprintf(p1, sizeof p1, "%s/model-gpfq.safetensors", out1);
-    snprintf(p2, sizeof p2, "%s/model-gpfq.safetensors", out2);
-    size_t n1, n2;
-    char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
-    assert_int_equal(n1, n2);
-    assert_memory_equal(a, b, n1);
-    free(a);
-    free(b);
+    pu_assert_same_file(out1, out2, "model-gpfq.safetensors");
 }
 
 /* Prune half the weights, then GPFQ: the pruned weights are still exactly 0 afterwards. */

@@ -4,18 +4,10 @@
  * their math says; a run interrupted inside a geometric schedule resumes bit-identically; N:M
  * masks hold in the saved model; bad pruning input fails before anything runs. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
 #include "pipeline/qh_prune_schedule.h"
-#include "qhost/qh_engine.h"
+#include "pipeline_util.h"
 #include "qhost/qh_safetensors.h"
 
 static char tmpdir[256];
@@ -24,29 +16,16 @@ static qh_registry *reg;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qh-prune-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    qh_error err;
-    reg = qh_registry_new();
     const char *libs[] = {"/plugins/models/mlp/qh-model-mlp.so", "/plugins/datasets/synthetic/qh-dataset-synthetic.so",
-                          "/plugins/pruners/magnitude/qh-pruner-magnitude.so", "/plugins/pruners/nm/qh-pruner-nm.so"};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s%s", QH_BUILD_ROOT, libs[i]);
-        if (qh_registry_load_file(reg, path, &err) != QH_OK)
-            return -1;
-    }
-    return 0;
+                          "/plugins/pruners/magnitude/qh-pruner-magnitude.so", "/plugins/pruners/nm/qh-pruner-nm.so",
+                          NULL};
+    return pu_setup(tmpdir, sizeof tmpdir, "qh-prune", libs, &reg);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    qh_registry_free(reg);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pu_teardown(tmpdir, reg);
 }
 
 /* [pipeline] + [model] + [dataset] of every test; `rest` holds the stages. */
@@ -55,68 +34,16 @@ static const char head[] = "[pipeline]\nseed = 7\nthreads = 2\nstages = %s\n[mod
                            "test_size = 160\nnoise = 1.5\n"
                            "[train]\ntype = train\nepochs = 3\nbatch_size = 32\nlr = 0.05\n";
 
-static char *write_ini(const char *name, const char *stages, const char *model_extra, const char *rest)
+static const char *write_ini(const char *name, const char *stages, const char *model_extra, const char *rest)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s.ini", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, head, stages, model_extra);
-    fputs(rest, f);
-    fclose(f);
-    return path;
+    return pu_write_ini(tmpdir, name, rest, head, stages, model_extra);
 }
 
 /* Loads and runs; config errors go to `diag_out` (NULL: stderr) and return QH_E_CONFIG. */
 static qh_status run_ini(const char *ini, const char *out, bool resume, const char *stop, FILE *diag_out,
                          qh_error *err)
 {
-    qh_diag diag = {.out = diag_out ? diag_out : stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
-    if (!pc)
-        return QH_E_CONFIG;
-    if (stop)
-        setenv("QHOST_TEST_STOP_AFTER_EPOCH", stop, 1);
-    qh_run_options opt = {.output_dir = out, .resume = resume};
-    qh_status st = qh_pipeline_run(pc, reg, &opt, err);
-    unsetenv("QHOST_TEST_STOP_AFTER_EPOCH");
-    qh_pipeline_config_free(pc);
-    return st;
-}
-
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("missing %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
-/* The value of `key` in the metrics.json block of stage `stage`, as written (10 digits). */
-static double metric(const char *dir, const char *stage, const char *key)
-{
-    char path[600], pat[128];
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
-    size_t n;
-    char *text = slurp(path, &n);
-    snprintf(pat, sizeof pat, "\"name\": \"%s\"", stage);
-    char *at = strstr(text, pat);
-    if (!at)
-        fail_msg("no stage %s in %s", stage, path);
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    char *v = strstr(at, pat);
-    assert_non_null(v);
-    double x = strtod(v + strlen(pat), NULL);
-    free(text);
-    return x;
+    return pu_run_ini(reg, ini, out, resume, diag_out, "QHOST_TEST_STOP_AFTER_EPOCH", stop, err);
 }
 
 typedef struct masks_of {
@@ -177,7 +104,7 @@ static void test_reload_evaluates_identically(void **state)
     assert_int_equal(run_ini(ini, b, false, NULL, NULL, &err), QH_OK);
     const char *keys[] = {"top1", "top5", "loss"};
     for (int i = 0; i < 3; i++)
-        assert_true(metric(a, "eval", keys[i]) == metric(b, "eval", keys[i]));
+        assert_true(pu_metric(a, "eval", keys[i]) == pu_metric(b, "eval", keys[i]));
     masks_of mb = read_masks(b, "model.safetensors");
     assert_int_equal(mb.zeros, ma.zeros);
     const qh_tensor *ka = qh_safetensors_find(ma.f, "fc1.weight_mask"), *kb = qh_safetensors_find(mb.f, "fc1.weight_mask");
@@ -212,7 +139,7 @@ static void test_geometric_during_training(void **state)
     assert_true(qh_prune_reached((double)m.zeros / (double)m.total, 0.5));
     qh_safetensors_free(m.f);
     /* the prune stage itself changed nothing: its model is the trained one */
-    assert_true(metric(a, "p", "sparsity") == 0.0);
+    assert_true(pu_metric(a, "p", "sparsity") == 0.0);
 }
 
 /* Interrupted inside [finetune] (after its epoch 2, in the middle of the events) and resumed: the
@@ -234,17 +161,8 @@ static void test_geometric_resume_bit_identical(void **state)
     assert_non_null(strstr(err.msg, "finetune"));
     assert_int_equal(run_ini(ini, cut, true, NULL, NULL, &err), QH_OK);
     const char *files[] = {"model-finetune.safetensors", "model-train.safetensors"};
-    for (int i = 0; i < 2; i++) {
-            char pa[600], pb[600];
-            snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
-            snprintf(pb, sizeof pb, "%s/%s", cut, files[i]);
-            size_t na, nb;
-            char *x = slurp(pa, &na), *y = slurp(pb, &nb);
-            assert_int_equal(na, nb);
-            assert_memory_equal(x, y, na);
-            free(x);
-            free(y);
-        }
+    for (int i = 0; i < 2; i++)
+        pu_assert_same_file(a, cut, files[i]);
 }
 
 /* AGP to 90 % in 3 steps every 2 epochs: global magnitude, so exactly round(0.9 N) pruned. */
@@ -283,8 +201,8 @@ static void test_iterative_keeps_last_within_tolerance(void **state)
     snprintf(text, sizeof text, rest, "2");
     const char *ini = write_ini("it", "train, eval_dense, p, finetune, eval", "", text);
     assert_int_equal(run_ini(ini, a, false, NULL, NULL, &err), QH_OK);
-    double dense = metric(a, "eval_dense", "top1"), kept = metric(a, "eval", "top1");
-    double sp = metric(a, "eval", "sparsity");
+    double dense = pu_metric(a, "eval_dense", "top1"), kept = pu_metric(a, "eval", "top1");
+    double sp = pu_metric(a, "eval", "sparsity");
     assert_true(kept >= dense - 2.0);
     assert_true(sp > 0.3 && sp < 0.99);
     /* the kept model is one of the rounds' sparsities (1 - 0.7^k over the targets) */
@@ -294,7 +212,7 @@ static void test_iterative_keeps_last_within_tolerance(void **state)
     snprintf(text, sizeof text, rest, "100");
     ini = write_ini("it-all", "train, eval_dense, p, finetune, eval", "", text);
     assert_int_equal(run_ini(ini, b, false, NULL, NULL, &err), QH_OK);
-    assert_true(qh_prune_reached(metric(b, "eval", "sparsity"), 0.99));
+    assert_true(qh_prune_reached(pu_metric(b, "eval", "sparsity"), 0.99));
 }
 
 /* ---------------------------------------------------------------- N:M */

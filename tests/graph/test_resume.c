@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "pipeline_util.h"
 #include "qhost/qh_safetensors.h"
 #include "train_fixture.h"
 
@@ -16,16 +17,13 @@ static char tmpdir[256];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qh-resume-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return pu_tmpdir_make(tmpdir, sizeof tmpdir, "qh-resume");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pu_tmpdir_remove(tmpdir);
 }
 
 static qh_train_config sgd_cosine(void)
@@ -194,13 +192,10 @@ static void test_resume_refuses_other_config_or_seed(void **state)
 
 static qh_registry *registry(void)
 {
-    qh_error err;
-    qh_registry *reg = qh_registry_new();
-    assert_int_equal(qh_registry_load_file(reg, QH_BUILD_ROOT "/plugins/models/mlp/qh-model-mlp.so", &err), QH_OK);
-    assert_int_equal(
-        qh_registry_load_file(reg, QH_BUILD_ROOT "/plugins/datasets/synthetic/qh-dataset-synthetic.so", &err), QH_OK);
-    assert_int_equal(
-        qh_registry_load_file(reg, QH_BUILD_ROOT "/plugins/pruners/magnitude/qh-pruner-magnitude.so", &err), QH_OK);
+    const char *libs[] = {"/plugins/models/mlp/qh-model-mlp.so", "/plugins/datasets/synthetic/qh-dataset-synthetic.so",
+                          "/plugins/pruners/magnitude/qh-pruner-magnitude.so", NULL};
+    qh_registry *reg = pu_registry(libs);
+    assert_non_null(reg);
     return reg;
 }
 
@@ -216,59 +211,20 @@ static const char pipeline_text[] = "[pipeline]\nseed = 5\nthreads = 2\nstages =
 static qh_status run_pipeline(const qh_registry *reg, const char *dir, const char *model_extra, int classes,
                               const char *train_extra, bool resume, const char *stop, qh_error *err)
 {
-    char ini[512];
-    snprintf(ini, sizeof ini, "%s/p.ini", tmpdir);
-    FILE *f = fopen(ini, "w");
-    assert_non_null(f);
-    fprintf(f, pipeline_text, model_extra, classes, train_extra);
-    fclose(f);
-    qh_diag diag = {.out = stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
+    const char *ini = pu_write_ini(tmpdir, "p", "", pipeline_text, model_extra, classes, train_extra);
+    qh_pipeline_config *pc = pu_config_load(reg, ini, NULL);
     assert_non_null(pc);
-    if (stop)
-        setenv("QHOST_TEST_STOP_AFTER_EPOCH", stop, 1);
-    else
-        unsetenv("QHOST_TEST_STOP_AFTER_EPOCH");
-    qh_run_options opt = {.output_dir = dir, .resume = resume};
-    qh_status st = qh_pipeline_run(pc, reg, &opt, err);
-    unsetenv("QHOST_TEST_STOP_AFTER_EPOCH");
+    qh_status st = pu_config_run(pc, reg, dir, resume, "QHOST_TEST_STOP_AFTER_EPOCH", stop, err);
     qh_pipeline_config_free(pc);
     return st;
-}
-
-static char *slurp(const char *dir, const char *file, size_t *size)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("missing %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
-static void assert_same_file(const char *a, const char *b, const char *file)
-{
-    size_t na, nb;
-    char *x = slurp(a, file, &na), *y = slurp(b, file, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(x, y, na);
-    free(x);
-    free(y);
 }
 
 /* metrics.json without its "wall_s" lines (times differ from run to run). */
 static char *metrics_sans_times(const char *dir)
 {
-    size_t n;
-    char *text = slurp(dir, "metrics.json", &n), *out = text;
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    char *text = pu_slurp(path, NULL), *out = text;
     for (char *line = text, *next; *line; line = next) {
         next = strchr(line, '\n');
         next = next ? next + 1 : line + strlen(line);
@@ -302,14 +258,14 @@ static void test_pipeline_resume_matches_uninterrupted(void **state)
     const char *files[] = {"model-train.safetensors", "model-prune.safetensors", "model-finetune.safetensors",
                            "model.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-        assert_same_file(a, b, files[i]);
+        pu_assert_same_file(a, b, files[i]);
     char *ma = metrics_sans_times(a), *mb = metrics_sans_times(b);
     assert_string_equal(ma, mb);
     free(ma);
     free(mb);
     /* resuming a finished run does nothing new and keeps the results */
     assert_int_equal(run_pipeline(reg, b, "", 4, "", true, NULL, &err), QH_OK);
-    assert_same_file(a, b, "model.safetensors");
+    pu_assert_same_file(a, b, "model.safetensors");
 
     /* a new head: 3 classes, fc1 from the 4-class run (kept by freezing it), fc2 initialized */
     char w[600], c[300];

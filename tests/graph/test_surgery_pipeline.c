@@ -8,18 +8,11 @@
  *  - a run interrupted in the fine-tuning after a removal resumes to the same files, byte for byte;
  *  - physical = true with an unstructured pruner or a schedule is refused before anything runs. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <jansson.h>
 
-#include "qhost/qh_engine.h"
+#include "pipeline_util.h"
 
 static char tmpdir[256];
 static qh_registry *reg;
@@ -27,30 +20,16 @@ static qh_registry *reg;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qh-struct-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    qh_error err;
-    reg = qh_registry_new();
     const char *libs[] = {"/plugins/models/mlp/qh-model-mlp.so", "/plugins/datasets/synthetic/qh-dataset-synthetic.so",
                           "/plugins/pruners/magnitude/qh-pruner-magnitude.so",
-                          "/plugins/pruners/structured/qh-pruner-structured.so"};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s%s", QH_BUILD_ROOT, libs[i]);
-        if (qh_registry_load_file(reg, path, &err) != QH_OK)
-            return -1;
-    }
-    return 0;
+                          "/plugins/pruners/structured/qh-pruner-structured.so", NULL};
+    return pu_setup(tmpdir, sizeof tmpdir, "qh-struct", libs, &reg);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    qh_registry_free(reg);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pu_teardown(tmpdir, reg);
 }
 
 static const char head[] = "[pipeline]\nseed = 3\nthreads = 2\nstages = %s\n[model]\nplugin = mlp\nhidden = 24,16\n%s\n"
@@ -59,28 +38,15 @@ static const char head[] = "[pipeline]\nseed = 3\nthreads = 2\nstages = %s\n[mod
                            "[eval]\ntype = evaluate\n";
 #define TRAIN "[train]\ntype = train\nepochs = 3\nbatch_size = 32\nlr = 0.05\n"
 
-static char *write_ini(const char *name, const char *stages, const char *model_extra, const char *rest)
+static const char *write_ini(const char *name, const char *stages, const char *model_extra, const char *rest)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s.ini", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, head, stages, model_extra);
-    fputs(rest, f);
-    fclose(f);
-    return path;
+    return pu_write_ini(tmpdir, name, rest, head, stages, model_extra);
 }
 
+/* Leaves QHOST_TEST_STOP_AFTER_EPOCH to the caller (test_resume_after_removal sets it around runs). */
 static qh_status run_ini(const char *ini, const char *out, FILE *diag_out, qh_error *err)
 {
-    qh_diag diag = {.out = diag_out ? diag_out : stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
-    if (!pc)
-        return QH_E_CONFIG;
-    qh_run_options opt = {.output_dir = out};
-    qh_status st = qh_pipeline_run(pc, reg, &opt, err);
-    qh_pipeline_config_free(pc);
-    return st;
+    return pu_run_ini(reg, ini, out, false, diag_out, NULL, NULL, err);
 }
 
 /* The stage object named `stage` of <dir>/metrics.json (owned by *root). */
@@ -116,22 +82,6 @@ static double metric(const char *dir, const char *stage, const char *obj, const 
     double v = num(obj ? json_object_get(s, obj) : s, key);
     json_decref(root);
     return v;
-}
-
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("missing %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 /* mlp 36 -> 24 -> 16 -> 4 and the same with 12 and 8 hidden units */
@@ -177,8 +127,7 @@ static void test_physical_and_reload(void **state)
     json_decref(r2);
     char report[600];
     snprintf(report, sizeof report, "%s/report.md", a);
-    size_t n;
-    char *text = slurp(report, &n);
+    char *text = pu_slurp(report, NULL);
     assert_non_null(strstr(text, "## Structured pruning in [p]"));
     assert_non_null(strstr(text, "| parameters | 1356 | 584 | 0.431 |"));
     free(text);
@@ -232,26 +181,15 @@ static void test_resume_after_removal(void **state)
     assert_int_equal(run_ini(ini, a, NULL, &err), QH_OK);
     setenv("QHOST_TEST_STOP_AFTER_EPOCH", "2", 1);
     assert_int_equal(run_ini(ini, b, NULL, &err), QH_E_ABORTED); /* in [train] */
-    qh_diag diag = {.out = stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
-    qh_run_options opt = {.output_dir = b, .resume = true};
-    assert_int_equal(qh_pipeline_run(pc, reg, &opt, &err), QH_E_ABORTED); /* in [finetune] */
+    qh_pipeline_config *pc = pu_config_load(reg, ini, NULL);
+    assert_int_equal(pu_config_run(pc, reg, b, true, NULL, NULL, &err), QH_E_ABORTED); /* in [finetune] */
     assert_non_null(strstr(err.msg, "finetune"));
     unsetenv("QHOST_TEST_STOP_AFTER_EPOCH");
-    assert_int_equal(qh_pipeline_run(pc, reg, &opt, &err), QH_OK);
+    assert_int_equal(pu_config_run(pc, reg, b, true, NULL, NULL, &err), QH_OK);
     qh_pipeline_config_free(pc);
     const char *files[] = {"model-p.safetensors", "model-finetune.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        char pa[600], pb[600];
-        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-        size_t na, nb;
-        char *x = slurp(pa, &na), *y = slurp(pb, &nb);
-        assert_int_equal(na, nb);
-        assert_memory_equal(x, y, na);
-        free(x);
-        free(y);
-    }
+    for (int i = 0; i < 2; i++)
+        pu_assert_same_file(a, b, files[i]);
     assert_true(metric(b, "eval", NULL, "params") == params_half);
 }
 

@@ -5,19 +5,11 @@
  * interrupted sweep resumes with only its missing points (torn last line dropped) and ends with the
  * CSV of an uninterrupted run, and a CSV of another sweep is refused. Synthetic data and an MLP. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
-
-#include <cmocka.h>
 
 #include "config/qh_sweep_values.h"
 #include "pipeline/qh_sweep_impl.h"
-#include "qhost/qh_engine.h"
+#include "pipeline_util.h"
 
 static char tmpdir[256];
 static qh_registry *reg;
@@ -25,32 +17,16 @@ static qh_registry *reg;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qh-sweep-XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    qh_error err;
-    reg = qh_registry_new();
     const char *libs[] = {"/plugins/models/mlp/qh-model-mlp.so", "/plugins/datasets/synthetic/qh-dataset-synthetic.so",
                           "/plugins/pruners/magnitude/qh-pruner-magnitude.so",
-                          "/plugins/quantizers/linear/qh-quantizer-linear.so"};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s%s", QH_BUILD_ROOT, libs[i]);
-        if (qh_registry_load_file(reg, path, &err) != QH_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            return -1;
-        }
-    }
-    return 0;
+                          "/plugins/quantizers/linear/qh-quantizer-linear.so", NULL};
+    return pu_setup(tmpdir, sizeof tmpdir, "qh-sweep", libs, &reg);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    qh_registry_free(reg);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pu_teardown(tmpdir, reg);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -81,21 +57,6 @@ static qh_status expand(const char *key, const char *text, qh_sweep_axis *ax, qh
     return qhi_sweep_expand(fake(key), text, ax, err);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("missing %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void spit(const char *path, const char *text)
 {
     FILE *f = fopen(path, "wb");
@@ -112,14 +73,7 @@ static const char head[] = "[pipeline]\nseed = 5\nthreads = 2\nstages = %s\n[mod
 
 static const char *write_ini(const char *name, const char *stages, const char *rest)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s.ini", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f, head, stages);
-    fputs(rest, f);
-    fclose(f);
-    return path;
+    return pu_write_ini(tmpdir, name, rest, head, stages);
 }
 
 /* Counts the "point k/n" lines a sweep logs (which points ran in this process). */
@@ -133,18 +87,13 @@ static void count_points(qh_log_level level, const char *component, const char *
 
 static qh_status run_ini(const char *ini, const char *out, bool resume, const char *stop_point, qh_error *err)
 {
-    qh_diag diag = {.out = stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
+    qh_pipeline_config *pc = pu_config_load(reg, ini, NULL);
     if (!pc)
         return QH_E_CONFIG;
-    if (stop_point)
-        setenv("QHOST_TEST_STOP_AFTER_POINT", stop_point, 1);
     points_run = 0;
     qh_log_set_sink(count_points, NULL);
-    qh_run_options opt = {.output_dir = out, .resume = resume};
-    qh_status st = qh_pipeline_run(pc, reg, &opt, err);
+    qh_status st = pu_config_run(pc, reg, out, resume, "QHOST_TEST_STOP_AFTER_POINT", stop_point, err);
     qh_log_set_sink(NULL, NULL);
-    unsetenv("QHOST_TEST_STOP_AFTER_POINT");
     qh_pipeline_config_free(pc);
     return st;
 }
@@ -152,24 +101,6 @@ static qh_status run_ini(const char *ini, const char *out, bool resume, const ch
 static void out_dir(char *buf, size_t size, const char *name)
 {
     snprintf(buf, size, "%s/%s", tmpdir, name);
-}
-
-/* The value of `key` in the metrics.json block of stage `stage`, as written (10 digits). */
-static double metric(const char *dir, const char *stage, const char *key)
-{
-    char path[600], pat[128];
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
-    char *text = slurp(path);
-    snprintf(pat, sizeof pat, "\"name\": \"%s\"", stage);
-    char *at = strstr(text, pat);
-    if (!at)
-        fail_msg("no stage %s in %s", stage, path);
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    char *v = strstr(at, pat);
-    assert_non_null(v);
-    double x = strtod(v + strlen(pat), NULL);
-    free(text);
-    return x;
 }
 
 static qhi_csv read_csv(const char *dir, const char *stage)
@@ -194,7 +125,7 @@ static const char *cell(const qhi_csv *csv, int32_t row, const char *col)
 /* The CSV without its last column (the wall time, the one thing that differs between runs). */
 static char *without_wall(const char *path)
 {
-    char *text = slurp(path), *out = malloc(strlen(text) + 1), *o = out;
+    char *text = pu_slurp(path, NULL), *out = malloc(strlen(text) + 1), *o = out;
     for (char *line = text; *line;) {
         char *nl = strchr(line, '\n'), *comma = NULL;
         for (char *p = line; p < nl; p++)
@@ -340,8 +271,7 @@ static void test_cartesian_order(void **state)
     const char *ini = write_ini("order", "train, q",
                                 "[q]\ntype = quantize\nplugin = linear\ngranularity = tensor, channel, block\n"
                                 "targets = fc1.weight\nbits = 2..3\n");
-    qh_diag diag = {.out = stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(ini, reg, NULL, 0, &diag);
+    qh_pipeline_config *pc = pu_config_load(reg, ini, NULL);
     assert_non_null(pc);
     const qh_stage *s = &pc->stages[1];
     assert_int_equal(s->n_axes, 2);
@@ -379,8 +309,8 @@ static double single_point_top1(const char *name, const char *keys, double *orig
     qh_error err;
     assert_int_equal(run_ini(write_ini(name, "train, e0, q, eval", rest), dir, false, NULL, &err), QH_OK);
     assert_int_equal(points_run, 0);
-    *orig = metric(dir, "e0", "top1");
-    return metric(dir, "eval", "top1");
+    *orig = pu_metric(dir, "e0", "top1");
+    return pu_metric(dir, "eval", "top1");
 }
 
 static void test_quantize_sweep_end_to_end(void **state)
@@ -421,13 +351,13 @@ static void test_quantize_sweep_end_to_end(void **state)
     double best_top1 = 100.0 * strtod(cell(&csv, best, "Quantized Top1 Accuracy"), NULL);
     for (int32_t r = 0; r < best; r++)
         assert_true(strtod(cell(&csv, r, "Quantized Top1 Accuracy"), NULL) < best_top1 / 100.0);
-    assert_true(fabs(metric(dir, "q", "top1") - best_top1) < 1e-6);
-    assert_true(fabs(metric(dir, "eval", "top1") - best_top1) < 1e-6);
+    assert_true(fabs(pu_metric(dir, "q", "top1") - best_top1) < 1e-6);
+    assert_true(fabs(pu_metric(dir, "eval", "top1") - best_top1) < 1e-6);
     /* the run's own outputs carry the sweep summary (qh_outputs.c's hooks) */
-    assert_int_equal((int)metric(dir, "q", "points"), 6);
+    assert_int_equal((int)pu_metric(dir, "q", "points"), 6);
     char path[600];
     snprintf(path, sizeof path, "%s/report.md", dir);
-    char *report = slurp(path);
+    char *report = pu_slurp(path, NULL);
     assert_non_null(strstr(report, "## Sweep [q]"));
     free(report);
     qhi_csv_free(&csv);
@@ -458,10 +388,10 @@ static void test_prune_sweep_restores_masks(void **state)
     assert_true(s0 > 0.55 && s0 < 0.6);
     assert_true(s1 > 0.18 && s1 < 0.2);
     int32_t best = qhi_sweep_best_row(&csv, qhi_csv_column(&csv, "Quantized Top1 Accuracy"));
-    assert_true(fabs(metric(dir, "eval", "top1") - 100.0 * strtod(cell(&csv, best, "Quantized Top1 Accuracy"), NULL)) <
-                1e-6);
+    assert_true(fabs(pu_metric(dir, "eval", "top1") -
+                     100.0 * strtod(cell(&csv, best, "Quantized Top1 Accuracy"), NULL)) < 1e-6);
     /* the model file after the stage is the best point's: its sparsity over the targets */
-    assert_true(fabs(metric(dir, "p", "sparsity") - (best == 0 ? 0.6 : 0.2)) < 1e-3);
+    assert_true(fabs(pu_metric(dir, "p", "sparsity") - (best == 0 ? 0.6 : 0.2)) < 1e-3);
     qhi_csv_free(&csv);
 }
 
@@ -484,8 +414,8 @@ static void test_train_sweep(void **state)
     qhi_csv csv = read_csv(dir, "ft");
     assert_int_equal(csv.n_rows, 2);
     assert_string_equal(cell(&csv, 1, "lr"), "0.01");
-    assert_true(fabs(100.0 * strtod(cell(&csv, 1, "Quantized Top1 Accuracy"), NULL) - metric(alone, "eval", "top1")) <
-                1e-6);
+    assert_true(fabs(100.0 * strtod(cell(&csv, 1, "Quantized Top1 Accuracy"), NULL) -
+                     pu_metric(alone, "eval", "top1")) < 1e-6);
     qhi_csv_free(&csv);
     snprintf(path, sizeof path, "%s/checkpoints/ft.ckpt.safetensors", dir);
     assert_int_not_equal(access(path, F_OK), 0);
@@ -509,7 +439,7 @@ static void test_resume_runs_only_missing_points(void **state)
     assert_non_null(strstr(err.msg, "stopped after sweep point 2"));
     assert_int_equal(points_run, 2);
     /* keep the header, row 1 and 10 bytes of row 2 */
-    char *text = slurp(path);
+    char *text = pu_slurp(path, NULL);
     char *row2 = strchr(strchr(text, '\n') + 1, '\n') + 1;
     row2[10] = '\0';
     spit(path, text);
@@ -521,7 +451,7 @@ static void test_resume_runs_only_missing_points(void **state)
     assert_string_equal(a, b);
     free(a);
     free(b);
-    assert_true(metric(cut, "eval", "top1") == metric(full, "eval", "top1"));
+    assert_true(pu_metric(cut, "eval", "top1") == pu_metric(full, "eval", "top1"));
 
     /* a finished sweep resumed: no point runs again */
     assert_int_equal(run_ini(ini, cut, true, NULL, &err), QH_OK);
@@ -543,7 +473,7 @@ static void test_resume_refuses_other_csv(void **state)
     snprintf(cmd, sizeof cmd, "cp '%s' '%s.good'", path, path);
     assert_int_equal(system(cmd), 0);
 
-    char *text = slurp(path), *at = strstr(text, "MLP_Alphabet_Scalar");
+    char *text = pu_slurp(path, NULL), *at = strstr(text, "MLP_Alphabet_Scalar");
     memcpy(at, "MLP_Alphabet_Scalxr", 19);
     spit(path, text);
     free(text);
@@ -598,9 +528,7 @@ static void test_best_point_selection(void **state)
     /* the output hooks of a finished sweep */
     char dir[300];
     out_dir(dir, sizeof dir, "qsweep");
-    qh_diag diag = {.out = stderr};
-    qh_pipeline_config *pc = qh_pipeline_config_load(write_ini("qsweep", "train, q, eval", quant_sweep), reg, NULL, 0,
-                                                     &diag);
+    qh_pipeline_config *pc = pu_config_load(reg, write_ini("qsweep", "train, q, eval", quant_sweep), NULL);
     assert_non_null(pc);
     qh_run run = {.pc = pc, .seed = 5};
     snprintf(run.outdir, sizeof run.outdir, "%s", dir);
@@ -610,7 +538,7 @@ static void test_best_point_selection(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "points")), 6);
     assert_int_equal(json_integer_value(json_object_get(j, "rows")), 6);
     json_t *best = json_object_get(j, "best");
-    assert_true(fabs(json_real_value(json_object_get(best, "top1")) - metric(dir, "q", "top1")) < 1e-6);
+    assert_true(fabs(json_real_value(json_object_get(best, "top1")) - pu_metric(dir, "q", "top1")) < 1e-6);
     int64_t point = json_integer_value(json_object_get(best, "point"));
     char bits[16];
     snprintf(bits, sizeof bits, "%s", json_string_value(json_object_get(json_object_get(best, "values"), "bits")));
@@ -621,7 +549,7 @@ static void test_best_point_selection(void **state)
     FILE *f = fopen(rpath, "w");
     qhi_sweep_report(f, &run, 1);
     fclose(f);
-    char *md = slurp(rpath);
+    char *md = pu_slurp(rpath, NULL);
     assert_non_null(strstr(md, "## Sweep [q]"));
     assert_non_null(strstr(md, "6 points: bits (3) x granularity (2)"));
     char bold[32];
@@ -630,7 +558,7 @@ static void test_best_point_selection(void **state)
         fail_msg("no \"%s\" in:\n%s", bold, md);
     /* the per-bits summary: the best point's bits value leads with its top-1 over both granularities */
     char line[64];
-    snprintf(line, sizeof line, "| %s | 2 | %.2f | granularity = ", bits, metric(dir, "q", "top1"));
+    snprintf(line, sizeof line, "| %s | 2 | %.2f | granularity = ", bits, pu_metric(dir, "q", "top1"));
     assert_non_null(strstr(md, "By bits, over the other keys:"));
     if (!strstr(md, line))
         fail_msg("no \"%s\" in:\n%s", line, md);

@@ -35,12 +35,7 @@ enum { G_TENSOR = 0, G_CHANNEL, G_ROW, G_BLOCK };
 
 static void *make_cfg(int format, int gran, int block, int seed)
 {
-    void *cfg = test_config_defaults(desc);
-    test_set_int(desc, cfg, "format", format);
-    test_set_int(desc, cfg, "granularity", gran);
-    test_set_int(desc, cfg, "block", block);
-    test_set_int(desc, cfg, "mode", seed);
-    return cfg;
+    return test_config_ints(desc, "format", format, "granularity", gran, "block", block, "mode", seed);
 }
 
 /* OCP decode from the fields: E4M3 (4, 3, bias 7), E5M2 (5, 2, bias 15). */
@@ -62,46 +57,29 @@ static double ref_decode(int fmt, int c)
 
 static double fmt_max(int fmt) { return fmt == E4M3 ? 448.0 : 57344.0; }
 
-typedef test_qrun run;
-#define run_free test_qrun_free
-
-static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+static qh_status quantize(void *cfg, const qh_tensor *w, test_qrun *out, qh_error *err)
 {
     return test_quantize(desc, cfg, w, out, err);
 }
 
 static qh_tensor *vec(const float *v, int64_t n)
 {
-    int64_t shape[2] = {1, n};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){1, n}, v);
     assert_non_null(w);
-    memcpy(w->data, v, (size_t)n * sizeof *v);
     return w;
 }
 
-/* The plugin's dequantized values are exactly what the reference decoder makes of its codes. */
-static void check_decoder(const run *r)
-{
-    qh_tensor *dec = qh_tensor_new(QH_F32, r->deq->ndim, r->deq->shape, NULL);
-    qh_error err = {{0}};
-    assert_int_equal(qh_qtensor_dequantize(&r->q, dec, &err), QH_OK);
-    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
-    qh_tensor_free(dec);
-}
-
 /* Per-tensor scale with +-max present: scale = 1 exactly, so codes are plain FP8 casts. */
-static run cast_values(int fmt, const float *v, int64_t n)
+static test_qrun cast_values(int fmt, const float *v, int64_t n)
 {
     float *buf = malloc((size_t)(n + 1) * sizeof *buf);
     memcpy(buf, v, (size_t)n * sizeof *v);
     buf[n] = (float)fmt_max(fmt);
     qh_tensor *w = vec(buf, n + 1);
     void *cfg = make_cfg(fmt, G_TENSOR, 32, 0);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     assert_true(qh_tensor_f32(r.q.scale)[0] == 1.0f);
-    check_decoder(&r);
+    test_check_decoder(&r);
     free(cfg);
     free(buf);
     qh_tensor_free(w);
@@ -128,7 +106,7 @@ static void test_all_codes(void **state)
             codes[n++] = c;
         }
         assert_int_equal(specials, fmt == E4M3 ? 2 : 8);
-        run r = cast_values(fmt, v, n);
+        test_qrun r = cast_values(fmt, v, n);
         const uint8_t *k = r.q.codes->data;
         const float *book = qh_tensor_f32(r.q.codebook);
         assert_int_equal(qh_tensor_numel(r.q.codebook), 256);
@@ -142,7 +120,7 @@ static void test_all_codes(void **state)
                 double ref = ref_decode(fmt, c);
                 assert_true(isnan(ref) ? isnan(book[c]) : book[c] == (float)ref);
             }
-        run_free(&r);
+        test_qrun_free(&r);
     }
 }
 
@@ -167,11 +145,11 @@ static void test_ties_to_even(void **state)
             v[n] = sign * nextafterf((float)mid, INFINITY);
             want[n++] = (c + 1) | (sign < 0 ? 0x80 : 0);
         }
-        run r = cast_values(fmt, v, n);
+        test_qrun r = cast_values(fmt, v, n);
         const uint8_t *k = r.q.codes->data;
         for (int i = 0; i < n; i++)
             assert_int_equal(k[i], want[i]);
-        run_free(&r);
+        test_qrun_free(&r);
     }
 }
 
@@ -191,7 +169,7 @@ static void test_subnormals(void **state)
         v[n++] = (float)(-0.49 * tiny);
         v[n++] = -0.0f;
         v[n++] = (float)(-0.51 * tiny);
-        run r = cast_values(fmt, v, n);
+        test_qrun r = cast_values(fmt, v, n);
         const uint8_t *k = r.q.codes->data;
         const float *y = qh_tensor_f32(r.deq);
         for (int m = 1; m <= mmax; m++)
@@ -201,7 +179,7 @@ static void test_subnormals(void **state)
         assert_int_equal(k[mmax + 2], 0x80);
         assert_int_equal(k[mmax + 3], 0x81);
         assert_true(y[mmax] == 0.0f && y[mmax + 1] == 0.0f && signbit(y[mmax + 1]));
-        run_free(&r);
+        test_qrun_free(&r);
     }
 }
 
@@ -235,29 +213,23 @@ static void test_saturation(void **state)
         float v[2] = {x, -x};
         qh_tensor *w = vec(v, 2);
         void *cfg = make_cfg(fmt, G_TENSOR, 32, 0);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         const uint8_t *k = r.q.codes->data;
         assert_int_equal(k[0], fmt == E4M3 ? 0x7E : 0x7B);
         assert_int_equal(k[1], fmt == E4M3 ? 0xFE : 0xFB);
         assert_true(isfinite(qh_tensor_f32(r.deq)[0]));
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
         qh_tensor_free(w);
     }
 }
 
+/* Gaussian rows whose spread grows with the row index. */
+static double row_sd(int64_t i, int64_t cols) { return 0.05 + 0.01 * (double)(i / cols); }
+
 static qh_tensor *gaussian(int64_t rows, int64_t cols, uint64_t seed)
 {
-    int64_t shape[2] = {rows, cols};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
-    qh_rng r;
-    qh_rng_seed(&r, seed);
-    float *x = qh_tensor_f32(w);
-    for (int64_t i = 0; i < rows * cols; i++)
-        x[i] = (float)(qh_rng_normal(&r) * (0.05 + 0.01 * (double)(i / cols)));
-    return w;
+    return test_gaussian(2, (int64_t[]){rows, cols}, seed, 0, row_sd);
 }
 
 /* Error bound: |w - deq| <= half an ulp of the format at |w| / scale, i.e. relative 2^-(M+1) in
@@ -272,10 +244,8 @@ static void test_error_bound(void **state)
     for (int fmt = 0; fmt < 2; fmt++)
         for (int gran = 0; gran < 4; gran++) {
             void *cfg = make_cfg(fmt, gran, 64, 0);
-            run r;
-            qh_error err = {{0}};
-            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
-            check_decoder(&r);
+            test_qrun r = test_quantize_ok(quantize, cfg, w);
+            test_check_decoder(&r);
             int mb = fmt == E4M3 ? 3 : 2, emin = fmt == E4M3 ? -6 : -14;
             int64_t groups = qh_tensor_numel(r.q.scale);
             assert_int_equal(groups, gran == G_TENSOR ? 1 : gran == G_BLOCK ? 16 * 5 : 16);
@@ -291,7 +261,7 @@ static void test_error_bound(void **state)
             }
             assert_true(sqrt(se / sx) < rel_table[fmt]);
             assert_int_equal(qh_qtensor_bytes(&r.q), 16 * 300 + 4 * groups); /* fixed code book: not counted */
-            run_free(&r);
+            test_qrun_free(&r);
             free(cfg);
         }
     qh_tensor_free(w);
@@ -303,17 +273,15 @@ static void test_partial_blocks(void **state)
     (void)state;
     qh_tensor *w = gaussian(3, 10, 7);
     void *cfg = make_cfg(E4M3, G_BLOCK, 4, 0);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     assert_int_equal(r.q.gran, QH_QG_BLOCK);
     assert_int_equal(r.q.block, 4);
     assert_int_equal(qh_tensor_numel(r.q.scale), 9);
     const float *x = qh_tensor_f32(w), *s = qh_tensor_f32(r.q.scale);
     for (int row = 0; row < 3; row++) /* the short block's scale comes from its own 2 elements */
         assert_true(s[row * 3 + 2] == fmaxf(fabsf(x[row * 10 + 8]), fabsf(x[row * 10 + 9])) / 448.0f);
-    check_decoder(&r);
-    run_free(&r);
+    test_check_decoder(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -341,13 +309,9 @@ static void test_seed_mode(void **state)
     float v[2][8] = {{1.0f, 0.7f, -0.3f, 0.0f, 1e-5f, -3e-7f, 0.15f, 0.999f},
                      {2.5f, -2.5f, 1.3f, 0.01f, -0.77f, 2.4f, 0.0f, 1e-3f}};
     for (int fmt = 0; fmt < 2; fmt++) {
-        int64_t shape[2] = {2, 8};
-        qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
-        memcpy(w->data, v, sizeof v);
+        qh_tensor *w = test_tensor_from(2, (int64_t[]){2, 8}, (const float *)v);
         void *cfg = make_cfg(fmt, G_ROW, 32, 1);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         assert_int_equal(qh_tensor_numel(r.q.codebook), fmt == E4M3 ? 240 : 248);
         const float *y = qh_tensor_f32(r.deq);
         for (int row = 0; row < 2; row++) {
@@ -360,8 +324,8 @@ static void test_seed_mode(void **state)
         }
         /* the seed's zero: +2^-14 (E4M3-like) or +2^-30 (E5M2-like) times the row maximum */
         assert_true(y[3] == (fmt == E4M3 ? ldexpf(1, -14) : ldexpf(1, -30)));
-        check_decoder(&r);
-        run_free(&r);
+        test_check_decoder(&r);
+        test_qrun_free(&r);
         free(cfg);
         qh_tensor_free(w);
     }
@@ -372,15 +336,11 @@ static void test_zeros(void **state)
 {
     (void)state;
     float v[12] = {0, 0, 0, 0, 0, 0, 1.5f, 0.0f, -0.0f, -2.0f, 0.25f, 0.0f};
-    int64_t shape[2] = {2, 6};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
-    memcpy(w->data, v, sizeof v);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){2, 6}, v);
     for (int seed = 0; seed < 2; seed++)
         for (int fmt = 0; fmt < 2; fmt++) {
             void *cfg = make_cfg(fmt, G_ROW, 32, seed);
-            run r;
-            qh_error err = {{0}};
-            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            test_qrun r = test_quantize_ok(quantize, cfg, w);
             const float *y = qh_tensor_f32(r.deq);
             for (int i = 0; i < 12; i++)
                 assert_false(isnan(y[i]));
@@ -388,8 +348,8 @@ static void test_zeros(void **state)
                 assert_true(y[i] == 0.0f); /* the all-zero row */
             if (!seed)
                 assert_true(y[7] == 0.0f && y[8] == 0.0f && y[11] == 0.0f);
-            check_decoder(&r);
-            run_free(&r);
+            test_check_decoder(&r);
+            test_qrun_free(&r);
             free(cfg);
         }
     qh_tensor_free(w);
@@ -462,35 +422,34 @@ static void test_fast_encoder(void **state)
 }
 
 /* fp8_run's reference and fast paths: codes, scales, values (and codes alone), 1 and 2 threads. */
+typedef struct fp8_case {
+    const fp8_cfg *cfg;
+    const fp8_layout *L;
+    const qh_tensor *w;
+    const float *book;
+    int nb;
+} fp8_case;
+
+static void fp8_path(void *ctx, int fast, void *const *out)
+{
+    const fp8_case *k = ctx;
+    fp8_out o = {out[0], out[1], out[2], k->book, k->nb};
+    assert_int_equal(fp8_run(k->cfg, k->L, k->w, &o, fast), 0);
+}
+
 static void compare_runs(const fp8_cfg *cfg, const qh_tensor *w)
 {
-    int64_t n = qh_tensor_numel(w);
+    size_t n = (size_t)qh_tensor_numel(w);
     qh_qtensor q = {0};
     fp8_layout L = fp8_make_layout(cfg, w, &q);
     float book[256];
-    int nb = fp8_make_book(cfg, book);
-    uint8_t *c[4];
-    float *s[4], *d[4];
-    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without values */
-        c[v] = calloc((size_t)n + 1, 1);
-        s[v] = calloc((size_t)L.groups + 1, sizeof(float));
-        d[v] = calloc((size_t)n + 1, sizeof(float));
-        qh_set_threads(v >= 2 ? 2 : 1);
-        fp8_out o = {c[v], s[v], v == 3 ? NULL : d[v], book, nb};
-        assert_int_equal(fp8_run(cfg, &L, w, &o, v > 0), 0);
-    }
-    for (int v = 1; v < 4; v++) {
-        assert_memory_equal(c[0], c[v], (size_t)n);
-        assert_memory_equal(s[0], s[v], sizeof(float) * (size_t)L.groups);
-        if (v < 3)
-            assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
-    }
-    for (int v = 0; v < 4; v++) {
-        free(c[v]);
-        free(s[v]);
-        free(d[v]);
-    }
-    qh_set_threads(1);
+    fp8_case k = {cfg, &L, w, book, fp8_make_book(cfg, book)};
+    const test_path_out spec[3] = {
+        {n + 1, n, 0},
+        {sizeof(float) * ((size_t)L.groups + 1), sizeof(float) * (size_t)L.groups, 0},
+        {sizeof(float) * (n + 1), sizeof(float) * n, 1},
+    };
+    test_compare_paths(fp8_path, &k, spec, 3);
 }
 
 static void test_fast_matches_reference(void **state)
@@ -524,17 +483,7 @@ static void test_threads_identical(void **state)
     for (int gran = 0; gran < 4; gran++)
         for (int seed = 0; seed < 2; seed++) {
             void *cfg = make_cfg(E4M3, gran, 16, seed);
-            run a, b;
-            qh_error err = {{0}};
-            qh_set_threads(1);
-            assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
-            qh_set_threads(2);
-            assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
-            assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
-            assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
-            assert_memory_equal(a.q.scale->data, b.q.scale->data, qh_tensor_nbytes(a.q.scale));
-            run_free(&a);
-            run_free(&b);
+            test_assert_threads_identical(quantize, cfg, w, TEST_SAME_DEQ | TEST_SAME_CODES | TEST_SAME_SCALE);
             free(cfg);
         }
     qh_tensor_free(w);
@@ -545,23 +494,15 @@ static void test_rejects(void **state)
     (void)state;
     qh_tensor *w = gaussian(3, 8, 5);
     void *cfg = make_cfg(E4M3, G_CHANNEL, 32, 0);
-    run r;
     qh_error err = {{0}};
     qh_tensor_f32(w)[10] = NAN;
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "element 10 is NaN"));
-    assert_null(strstr(err.msg, "test.weight")); /* the host adds the tensor name */
-    assert_null(r.q.codes);
-    qh_tensor_free(r.deq);
+    /* unnamed: the host adds the tensor name */
+    test_expect_reject(quantize, cfg, w, "element 10 is NaN", TEST_REJ_UNNAMED | TEST_REJ_NO_CODES, &err);
     qh_tensor_f32(w)[10] = -INFINITY;
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "element 10 is infinite"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "element 10 is infinite", 0, &err);
     qh_tensor_f32(w)[10] = 0.0f;
     test_set_int(desc, cfg, "block", 0);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "block = 0"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "block = 0", 0, &err);
     free(cfg);
     qh_tensor_free(w);
 }

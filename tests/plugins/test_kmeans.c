@@ -29,39 +29,21 @@ static int setup(void **state)
 
 static void *make_cfg(int bits, int max_iter)
 {
-    void *cfg = test_config_defaults(desc);
-    test_set_int(desc, cfg, "bits", bits);
-    test_set_int(desc, cfg, "max_iter", max_iter);
-    return cfg;
+    return test_config_ints(desc, "bits", bits, "max_iter", max_iter);
 }
 
-typedef test_qrun run;
-#define run_free test_qrun_free
-
-static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+static qh_status quantize(void *cfg, const qh_tensor *w, test_qrun *out, qh_error *err)
 {
     return test_quantize(desc, cfg, w, out, err);
 }
 
-static qh_tensor *from_values(const float *v, int64_t n)
-{
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, (int64_t[]){1, n}, NULL);
-    memcpy(w->data, v, sizeof(float) * (size_t)n);
-    return w;
-}
-
 static qh_tensor *make_weights(int64_t rows, int64_t cols, uint64_t seed)
 {
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, (int64_t[]){rows, cols}, NULL);
-    qh_rng r;
-    qh_rng_seed(&r, seed);
-    for (int64_t i = 0; i < rows * cols; i++)
-        qh_tensor_f32(w)[i] = (float)(qh_rng_normal(&r) * 0.1);
-    return w;
+    return test_gaussian(2, (int64_t[]){rows, cols}, seed, 0.1, NULL);
 }
 
 /* codes, code book and deq agree with the core decoder; the size is ceil(n * bits / 8) + 4 k. */
-static void check_form(const qh_tensor *w, const run *r, int bits)
+static void check_form(const qh_tensor *w, const test_qrun *r, int bits)
 {
     const qh_qtensor *q = &r->q;
     int64_t n = qh_tensor_numel(w), k = (int64_t)1 << bits;
@@ -74,11 +56,7 @@ static void check_form(const qh_tensor *w, const run *r, int bits)
     const uint8_t *c = q->codes->data;
     for (int64_t i = 0; i < n; i++)
         assert_true(c[i] < k);
-    qh_tensor *dec = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    qh_error err = {{0}};
-    assert_int_equal(qh_qtensor_dequantize(q, dec, &err), QH_OK);
-    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
-    qh_tensor_free(dec);
+    test_check_decoder(r);
 }
 
 /* Two clusters by hand: init {.05, 1.2}; {.05, .1, .2} and {1, 1.1, 1.2} -> their means. */
@@ -86,11 +64,9 @@ static void test_hand_example(void **state)
 {
     (void)state;
     float v[6] = {0.05f, 0.1f, 0.2f, 1.0f, 1.1f, 1.2f};
-    qh_tensor *w = from_values(v, 6);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){1, 6}, v);
     void *cfg = make_cfg(1, 100);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     check_form(w, &r, 1);
     const float *book = qh_tensor_f32(r.q.codebook);
     assert_true(book[0] == (float)(((double)v[0] + v[1] + v[2]) / 3));
@@ -98,7 +74,7 @@ static void test_hand_example(void **state)
     const uint8_t *c = r.q.codes->data;
     for (int i = 0; i < 6; i++)
         assert_int_equal(c[i], i >= 3);
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -157,13 +133,11 @@ static void test_against_reference(void **state)
             float c[64];
             ref_kmeans(qh_tensor_f32(w), n, k, max_iter, c, codes);
             void *cfg = make_cfg(bits, max_iter);
-            run r;
-            qh_error err = {{0}};
-            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            test_qrun r = test_quantize_ok(quantize, cfg, w);
             check_form(w, &r, bits);
             assert_memory_equal(qh_tensor_f32(r.q.codebook), c, sizeof(float) * (size_t)k);
             assert_memory_equal(r.q.codes->data, codes, (size_t)n);
-            run_free(&r);
+            test_qrun_free(&r);
             free(cfg);
         }
     }
@@ -188,9 +162,7 @@ static void test_error_decreases(void **state)
     double prev = INFINITY;
     for (int max_iter = 1; max_iter <= 100; max_iter *= 10) {
         void *cfg = make_cfg(3, max_iter);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         double e = mse_of(qh_tensor_f32(w), qh_tensor_f32(r.deq), n);
         assert_true(e <= prev);
         prev = e;
@@ -202,7 +174,7 @@ static void test_error_decreases(void **state)
             for (int j = 0; j < 8; j++)
                 assert_true(d <= fabsf(x - book[j]));
         }
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -213,18 +185,16 @@ static void test_empty_clusters(void **state)
 {
     (void)state;
     float v[7] = {1, 1, 1, 1, 9, 9, 9};
-    qh_tensor *w = from_values(v, 7);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){1, 7}, v);
     void *cfg = make_cfg(2, 100);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     check_form(w, &r, 2);
     const float *book = qh_tensor_f32(r.q.codebook);
     assert_true(book[0] == 1.0f && book[3] == 9.0f);
     assert_true(book[1] == 1.0f + 8.0f * (1.0f / 3.0f) && book[2] == 1.0f + 8.0f * (2.0f / 3.0f));
     for (int i = 0; i < 7; i++)
         assert_true(qh_tensor_f32(r.deq)[i] == v[i]);
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -234,15 +204,13 @@ static void test_constant(void **state)
 {
     (void)state;
     float v[5] = {0, 0, 0, 0, 0};
-    qh_tensor *w = from_values(v, 5);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){1, 5}, v);
     void *cfg = make_cfg(4, 100);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     check_form(w, &r, 4);
     for (int i = 0; i < 5; i++)
         assert_true(qh_tensor_f32(r.deq)[i] == 0.0f);
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -269,9 +237,7 @@ static void test_pruned_zeros(void **state)
         float c[32];
         ref_kmeans(vals, nz, k - 1, 100, c, ref_codes);
         void *cfg = make_cfg(bits, 100);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         check_form(w, &r, bits);
         const float *book = qh_tensor_f32(r.q.codebook), *y = qh_tensor_f32(r.deq);
         const uint8_t *code = r.q.codes->data;
@@ -286,7 +252,7 @@ static void test_pruned_zeros(void **state)
                 assert_true(y[i] != 0.0f);
             }
         }
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     free(vals);
@@ -366,17 +332,7 @@ static void test_threads_identical(void **state)
     (void)state;
     qh_tensor *w = make_weights(300, 1001, 8); /* ~9 chunks of 32 Ki */
     void *cfg = make_cfg(5, 100);
-    run a, b;
-    qh_error err = {{0}};
-    qh_set_threads(1);
-    assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
-    qh_set_threads(2);
-    assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
-    assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
-    assert_memory_equal(a.q.codebook->data, b.q.codebook->data, qh_tensor_nbytes(a.q.codebook));
-    assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
-    run_free(&a);
-    run_free(&b);
+    test_assert_threads_identical(quantize, cfg, w, TEST_SAME_CODES | TEST_SAME_CODEBOOK | TEST_SAME_DEQ);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -386,22 +342,14 @@ static void test_rejects(void **state)
     (void)state;
     qh_tensor *w = make_weights(3, 7, 5);
     void *cfg = make_cfg(4, 100);
-    run r;
     qh_error err = {{0}};
     qh_tensor_f32(w)[4] = INFINITY;
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "test.weight"));
-    assert_non_null(strstr(err.msg, "element 4"));
-    assert_null(r.q.codes);
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "element 4", TEST_REJ_NAMED | TEST_REJ_NO_CODES, &err);
     qh_tensor_f32(w)[4] = 0.0f;
     test_set_int(desc, cfg, "bits", 9);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "bits = 9"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "bits = 9", 0, &err);
     test_set_int(desc, cfg, "bits", 0);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, NULL, 0, &err);
     free(cfg);
     qh_tensor_free(w);
 }

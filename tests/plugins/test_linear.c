@@ -64,10 +64,7 @@ static qh_tensor *make_weights(int64_t rows, int zero_row, uint64_t seed)
     return w;
 }
 
-typedef test_qrun run;
-#define run_free test_qrun_free
-
-static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+static qh_status quantize(void *cfg, const qh_tensor *w, test_qrun *out, qh_error *err)
 {
     return test_quantize(desc, cfg, w, out, err);
 }
@@ -97,7 +94,7 @@ static void expected_grid(const float *w, int64_t n, int bits, int asym, double 
         *scale = 1;
 }
 
-static void check_result(const qh_tensor *w, const run *r, int bits, int channel, int asym)
+static void check_result(const qh_tensor *w, const test_qrun *r, int bits, int channel, int asym)
 {
     int64_t n = qh_tensor_numel(w), groups = channel ? w->shape[0] : 1, len = n / groups;
     const qh_qtensor *q = &r->q;
@@ -126,13 +123,11 @@ static void check_result(const qh_tensor *w, const run *r, int bits, int channel
             assert_true(e <= 0.5 * s[g] * (1 + 1e-5) + 1e-7 * fabs(x[i]));
         }
     }
-    /* The plugin's dequantized values are exactly what the reference decoder makes of its codes. */
-    qh_tensor *dec = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    qh_error err = {{0}};
-    assert_int_equal(qh_qtensor_dequantize(q, dec, &err), QH_OK);
-    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
-    qh_tensor_free(dec);
+    test_check_decoder(r);
 }
+
+/* What the thread checks compare. */
+#define DEQ_CODES_SCALE (TEST_SAME_DEQ | TEST_SAME_CODES | TEST_SAME_SCALE)
 
 static void test_all_grids(void **state)
 {
@@ -142,11 +137,9 @@ static void test_all_grids(void **state)
         for (int channel = 0; channel < 2; channel++)
             for (int asym = 0; asym < 2; asym++) {
                 void *cfg = make_cfg(bits, channel ? "channel" : "tensor", asym ? "asymmetric" : "symmetric");
-                run r;
-                qh_error err = {{0}};
-                assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+                test_qrun r = test_quantize_ok(quantize, cfg, w);
                 check_result(w, &r, bits, channel, asym);
-                run_free(&r);
+                test_qrun_free(&r);
                 free(cfg);
             }
     qh_tensor_free(w);
@@ -156,15 +149,11 @@ static void test_all_grids(void **state)
 static void test_symmetric_extremes(void **state)
 {
     (void)state;
-    int64_t shape[2] = {2, 4};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
     float v[8] = {-7.0f, 2.5f, -2.5f, 0.0f, /* scale 1: exact halves */
                   0.1f, 0.3f, 3.0f, -0.2f};
-    memcpy(w->data, v, sizeof v);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){2, 4}, v);
     void *cfg = make_cfg(4, "channel", "symmetric");
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     const int8_t *c = r.q.codes->data;
     assert_true(qh_tensor_f32(r.q.scale)[0] == 1.0f);
     assert_true(qh_tensor_f32(r.q.scale)[1] == 3.0f / 7.0f);
@@ -176,7 +165,7 @@ static void test_symmetric_extremes(void **state)
     assert_int_equal(c[5], 1);  /* 0.3 / (3/7) = 0.7 */
     assert_int_equal(c[6], 7);
     assert_int_equal(c[7], 0);  /* -0.2 / (3/7) = -0.47 */
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -185,17 +174,13 @@ static void test_symmetric_extremes(void **state)
 static void test_asymmetric_zero_exact(void **state)
 {
     (void)state;
-    int64_t shape[2] = {3, 6};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
     float v[18] = {0.3f, 0.7f, 0.0f, 1.0f, 0.45f, 0.9f,        /* all >= 0: zero point 0 */
                    -0.8f, -0.1f, 0.0f, -0.33f, -0.5f, -0.01f,  /* all <= 0: zero point qmax */
                    -0.37f, 0.0f, 1.3f, 0.77f, -0.05f, 0.0f};   /* both signs */
-    memcpy(w->data, v, sizeof v);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){3, 6}, v);
     for (int bits = 2; bits <= 8; bits++) {
         void *cfg = make_cfg(bits, "channel", "asymmetric");
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         const int32_t *z = r.q.zero->data;
         const uint8_t *c = r.q.codes->data;
         int qmax = (1 << bits) - 1;
@@ -211,7 +196,7 @@ static void test_asymmetric_zero_exact(void **state)
         assert_int_equal(c[3], qmax); /* the maximum of row 0 is the top code */
         assert_int_equal(c[6], 0);    /* the minimum of row 1 is the bottom code */
         check_result(w, &r, bits, 1, 1);
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -223,9 +208,7 @@ static void test_zero_channel(void **state)
     qh_tensor *w = make_weights(4, 2, 11);
     for (int asym = 0; asym < 2; asym++) {
         void *cfg = make_cfg(8, "channel", asym ? "asymmetric" : "symmetric");
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         assert_true(qh_tensor_f32(r.q.scale)[2] == 1.0f);
         const uint8_t *c = r.q.codes->data; /* one byte per code in both modes */
         for (int i = 2 * 21; i < 3 * 21; i++) {
@@ -234,7 +217,7 @@ static void test_zero_channel(void **state)
         }
         if (asym)
             assert_int_equal(((int32_t *)r.q.zero->data)[2], 0);
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -246,17 +229,7 @@ static void test_threads_identical(void **state)
     qh_tensor *w = make_weights(97, -1, 3);
     for (int asym = 0; asym < 2; asym++) {
         void *cfg = make_cfg(5, "channel", asym ? "asymmetric" : "symmetric");
-        run a, b;
-        qh_error err = {{0}};
-        qh_set_threads(1);
-        assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
-        qh_set_threads(2);
-        assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
-        assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
-        assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
-        assert_memory_equal(a.q.scale->data, b.q.scale->data, qh_tensor_nbytes(a.q.scale));
-        run_free(&a);
-        run_free(&b);
+        test_assert_threads_identical(quantize, cfg, w, DEQ_CODES_SCALE);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -267,35 +240,23 @@ static void test_rejects(void **state)
     (void)state;
     qh_tensor *w = make_weights(3, -1, 5);
     void *cfg = make_cfg(8, "channel", "symmetric");
-    run r;
     qh_error err = {{0}};
     qh_tensor_f32(w)[10] = NAN;
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "test.weight"));
-    assert_non_null(strstr(err.msg, "element 10"));
-    assert_null(r.q.codes); /* nothing allocated on failure */
-    qh_tensor_free(r.deq);
+    /* named by the plugin; nothing allocated on failure */
+    test_expect_reject(quantize, cfg, w, "element 10", TEST_REJ_NAMED | TEST_REJ_NO_CODES, &err);
     qh_tensor_f32(w)[10] = 0.0f;
     test_set_int(desc, cfg, "bits", 17);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "bits = 17"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "bits = 17", 0, &err);
     test_set_int(desc, cfg, "bits", 1);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "bits = 1"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "bits = 1", 0, &err);
     test_set_int(desc, cfg, "bits", 8);
     set_enum(cfg, "mode", "seed001");
     set_enum(cfg, "rounding", "stochastic");
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "seed001"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "seed001", 0, &err);
     set_enum(cfg, "mode", "symmetric");
     set_enum(cfg, "granularity", "block");
     test_set_int(desc, cfg, "block_size", 0);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "block_size"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "block_size", 0, &err);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -319,16 +280,6 @@ static void test_descriptor(void **state)
 }
 
 /* ------------------------------------------------------------ 1.1: blocks, 16 bits, rounding, ranges */
-
-static int64_t code_of(const qh_tensor *c, int64_t i)
-{
-    switch (c->dtype) {
-    case QH_I8: return ((const int8_t *)c->data)[i];
-    case QH_U8: return ((const uint8_t *)c->data)[i];
-    case QH_I16: return ((const int16_t *)c->data)[i];
-    default: return ((const uint16_t *)c->data)[i];
-    }
-}
 
 /* Group g's range [start, start + len) computed here from the definition (rows of `cols`, blocks
  * of `block` with a shorter last block). gran: 0 tensor, 1 channel, 2 block. */
@@ -354,7 +305,7 @@ static int64_t ref_groups(const qh_tensor *w, int gran, int64_t block)
     return gran == 0 ? 1 : gran == 1 ? w->shape[0] : qh_tensor_numel(w) / cols * ((cols + block - 1) / block);
 }
 
-static void check_generic(const qh_tensor *w, const run *r, int bits, int gran, int64_t block, int asym)
+static void check_generic(const qh_tensor *w, const test_qrun *r, int bits, int gran, int64_t block, int asym)
 {
     const qh_qtensor *q = &r->q;
     int64_t groups = ref_groups(w, gran, block);
@@ -376,27 +327,24 @@ static void check_generic(const qh_tensor *w, const run *r, int bits, int gran, 
         if (asym)
             assert_int_equal(((int32_t *)q->zero->data)[g], zero);
         for (int64_t i = start; i < start + len; i++) {
-            int64_t code = code_of(q->codes, i);
+            int64_t code = test_code_at(q->codes, i);
             assert_true(code >= qmin && code <= qmax);
             assert_true(fabs((double)x[i] - (double)y[i]) <= 0.5 * s[g] * (1 + 1e-5) + 1e-7 * fabs(x[i]));
         }
     }
-    qh_tensor *dec = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    qh_error err = {{0}};
-    assert_int_equal(qh_qtensor_dequantize(q, dec, &err), QH_OK);
-    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
-    qh_tensor_free(dec);
+    test_check_decoder(r);
+}
+
+/* Gaussian weights whose spread cycles with period 7 along the flat order. */
+static double cycle_sd(int64_t i, int64_t cols)
+{
+    (void)cols;
+    return 0.05 + 0.01 * (double)(i % 7);
 }
 
 static qh_tensor *make_matrix(int64_t rows, int64_t cols, uint64_t seed)
 {
-    int64_t shape[2] = {rows, cols};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
-    qh_rng r;
-    qh_rng_seed(&r, seed);
-    for (int64_t i = 0; i < rows * cols; i++)
-        qh_tensor_f32(w)[i] = (float)(qh_rng_normal(&r) * (0.05 + 0.01 * (double)(i % 7)));
-    return w;
+    return test_gaussian(2, (int64_t[]){rows, cols}, seed, 0, cycle_sd);
 }
 
 /* Every granularity (blocks that divide the row, that do not, and that exceed it) at 2..16 bits. */
@@ -413,11 +361,9 @@ static void test_blocks_and_wide_codes(void **state)
                 for (int asym = 0; asym < 2; asym++) {
                     void *cfg = make_cfg(bit_list[b], grans[gran], asym ? "asymmetric" : "symmetric");
                     test_set_int(desc, cfg, "block_size", blocks[k]);
-                    run r;
-                    qh_error err = {{0}};
-                    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+                    test_qrun r = test_quantize_ok(quantize, cfg, w);
                     check_generic(w, &r, bit_list[b], gran, blocks[k], asym);
-                    run_free(&r);
+                    test_qrun_free(&r);
                     free(cfg);
                 }
     qh_tensor_free(w);
@@ -440,32 +386,15 @@ static void test_round_half_away(void **state)
         x[n++] = (float)i + 0.25f;
     }
     void *cfg = make_cfg(8, "tensor", "symmetric");
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     assert_true(qh_tensor_f32(r.q.scale)[0] == 1.0f);
     for (int64_t i = 0; i < n; i++) {
         float want = fminf(fmaxf(roundf(x[i]), -127.0f), 127.0f);
         assert_int_equal(((int8_t *)r.q.codes->data)[i], (int)want);
     }
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
-}
-
-static void quantize_threads(void *cfg, const qh_tensor *w, int threads, run *r)
-{
-    qh_error err = {{0}};
-    qh_set_threads(threads);
-    assert_int_equal(quantize(cfg, w, r, &err), QH_OK);
-    qh_set_threads(2);
-}
-
-static void assert_same(const run *a, const run *b)
-{
-    assert_memory_equal(a->deq->data, b->deq->data, qh_tensor_nbytes(a->deq));
-    assert_memory_equal(a->q.codes->data, b->q.codes->data, qh_tensor_nbytes(a->q.codes));
-    assert_memory_equal(a->q.scale->data, b->q.scale->data, qh_tensor_nbytes(a->q.scale));
 }
 
 /* Stochastic rounding: codes are floor or ceil of w / scale, the same for 1 and 2 threads and for
@@ -480,12 +409,11 @@ static void test_stochastic(void **state)
         void *cfg = make_cfg(4, grans[gran], "asymmetric");
         set_enum(cfg, "rounding", "stochastic");
         test_set_int(desc, cfg, "seed", 42);
-        run a, b, c;
-        quantize_threads(cfg, w, 1, &a);
-        quantize_threads(cfg, w, 2, &b);
-        assert_same(&a, &b);
+        test_qrun a = test_quantize_threads(quantize, cfg, w, 1);
+        test_qrun b = test_quantize_threads(quantize, cfg, w, 2);
+        test_assert_same(&a, &b, DEQ_CODES_SCALE);
         test_set_int(desc, cfg, "seed", 43);
-        quantize_threads(cfg, w, 2, &c);
+        test_qrun c = test_quantize_threads(quantize, cfg, w, 2);
         assert_memory_not_equal(a.q.codes->data, c.q.codes->data, qh_tensor_nbytes(a.q.codes));
         const float *x = qh_tensor_f32(w), *y = qh_tensor_f32(a.deq);
         double bias = 0.0;
@@ -505,14 +433,10 @@ static void test_stochastic(void **state)
         /* |mean error| far below a step (deterministic: fixed seed) */
         assert_true(fabs(bias / (double)n) < 0.01 * qh_tensor_f32(a.q.scale)[0]);
         assert_true(up > n / 4 && up < 3 * n / 4);
-        qh_tensor *dec = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-        qh_error err = {{0}};
-        assert_int_equal(qh_qtensor_dequantize(&a.q, dec, &err), QH_OK);
-        assert_memory_equal(dec->data, a.deq->data, qh_tensor_nbytes(dec));
-        qh_tensor_free(dec);
-        run_free(&a);
-        run_free(&b);
-        run_free(&c);
+        test_check_decoder(&a);
+        test_qrun_free(&a);
+        test_qrun_free(&b);
+        test_qrun_free(&c);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -548,9 +472,7 @@ static void test_percentile_range(void **state)
         void *cfg = make_cfg(6, "channel", asym ? "asymmetric" : "symmetric");
         set_enum(cfg, "range", "percentile");
         test_set_double(desc, cfg, "percentile", 99.0);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         for (int g = 0; g < 4; g++) {
             const float *row = x + g * 501;
             double scale;
@@ -567,9 +489,9 @@ static void test_percentile_range(void **state)
             assert_float_equal(qh_tensor_f32(r.q.scale)[g], scale, scale * 1e-5);
         }
         /* the outliers are clipped to the end codes */
-        assert_int_equal(code_of(r.q.codes, 7), asym ? 63 : 31);
-        assert_int_equal(code_of(r.q.codes, 600), asym ? 0 : -31);
-        run_free(&r);
+        assert_int_equal(test_code_at(r.q.codes, 7), asym ? 63 : 31);
+        assert_int_equal(test_code_at(r.q.codes, 600), asym ? 0 : -31);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -609,11 +531,9 @@ static void test_mse_range(void **state)
     for (int asym = 0; asym < 2; asym++) {
         void *cfg = make_cfg(3, "channel", asym ? "asymmetric" : "symmetric");
         set_enum(cfg, "range", "mse");
-        run r, mm;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         set_enum(cfg, "range", "minmax");
-        assert_int_equal(quantize(cfg, w, &mm, &err), QH_OK);
+        test_qrun mm = test_quantize_ok(quantize, cfg, w);
         for (int g = 0; g < 3; g++) {
             const float *row = x + g * 400;
             float lo = 0, hi = 0;
@@ -646,8 +566,8 @@ static void test_mse_range(void **state)
         /* 3-bit grids of Gaussian rows gain from clipping (the outlier row keeps it, too costly to clip) */
         assert_true(qh_tensor_f32(r.q.scale)[1] < qh_tensor_f32(mm.q.scale)[1]);
         assert_true(qh_tensor_f32(r.q.scale)[2] < qh_tensor_f32(mm.q.scale)[2]);
-        run_free(&r);
-        run_free(&mm);
+        test_qrun_free(&r);
+        test_qrun_free(&mm);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -690,9 +610,7 @@ static void test_seed001(void **state)
     for (int gran = 0; gran < 2; gran++)
         for (int bits = 2; bits <= 16; bits += 2) {
             void *cfg = make_cfg(bits, grans[gran], "seed001");
-            run r;
-            qh_error err = {{0}};
-            assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+            test_qrun r = test_quantize_ok(quantize, cfg, w);
             assert_null(r.q.zero);
             assert_int_equal(r.q.codes->dtype, bits <= 8 ? QH_I8 : QH_I16);
             int64_t groups = gran ? 3 : 1, len = 150 / groups;
@@ -703,7 +621,7 @@ static void test_seed001(void **state)
                 seed_reference(x + g * len, len, bits, codes, deq);
                 for (int64_t i = 0; i < len; i++) {
                     int64_t k = g * len + i;
-                    assert_int_equal(code_of(r.q.codes, k), codes[i]);
+                    assert_int_equal(test_code_at(r.q.codes, k), codes[i]);
                     /* stored as code * (1 / S): within two ulps of code / S */
                     float got = qh_tensor_f32(r.deq)[k];
                     assert_true(fabsf(got - deq[i]) <= 2.0f * fabsf(deq[i]) * FLT_EPSILON);
@@ -712,7 +630,7 @@ static void test_seed001(void **state)
             }
             if (gran == 1 && bits == 8)
                 assert_true(wrapped > 0); /* the seed's overflow is reproduced, not fixed */
-            run_free(&r);
+            test_qrun_free(&r);
             free(cfg);
         }
     qh_tensor_free(w);
@@ -722,60 +640,50 @@ static void test_seed001(void **state)
 static void test_seed001_degenerate(void **state)
 {
     (void)state;
-    int64_t shape[2] = {2, 4};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
     float v[8] = {0, 0, 0, 0, 0.25f, 0.25f, 0.25f, 0.25f};
-    memcpy(w->data, v, sizeof v);
+    qh_tensor *w = test_tensor_from(2, (int64_t[]){2, 4}, v);
     void *cfg = make_cfg(8, "channel", "seed001");
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     for (int i = 0; i < 8; i++)
         assert_true(isfinite(qh_tensor_f32(r.deq)[i]));
     for (int i = 0; i < 4; i++)
         assert_true(qh_tensor_f32(r.deq)[i] == 0.0f);
     /* constant 0.25: range [-0.25, 0.25], S = 255 / 0.5, code trunc(127.5) = 127 */
-    assert_int_equal(code_of(r.q.codes, 4), 127);
+    assert_int_equal(test_code_at(r.q.codes, 4), 127);
     assert_float_equal(qh_tensor_f32(r.deq)[4], 0.25 * 127 / 127.5, 1e-7);
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
 
 /* lin_run's reference loops (fast = 0) and fast ones, byte for byte, with 1 and 2 threads, with and
  * without the dequantized output. */
+typedef struct lin_case {
+    const linear_cfg *cfg;
+    const qh_tensor *w;
+    qh_dtype dt;
+} lin_case;
+
+static void lin_path(void *ctx, int fast, void *const *out)
+{
+    const lin_case *k = ctx;
+    lin_out o = {out[0], k->dt, out[1], k->cfg->mode == LIN_MODE_ASYMMETRIC ? out[2] : NULL, out[3]};
+    assert_int_equal(lin_run(k->cfg, k->w, &o, fast) >= 0, 1);
+}
+
 static void compare_paths(const linear_cfg *cfg, const qh_tensor *w)
 {
-    int64_t n = qh_tensor_numel(w);
+    size_t n = (size_t)qh_tensor_numel(w);
     lin_layout l = lin_make_layout(cfg, w);
-    qh_dtype dt = lin_code_dtype(cfg);
-    size_t cs = qh_dtype_size(dt) * (size_t)n, gs = (size_t)(l.groups > 0 ? l.groups : 1);
-    void *c[4];
-    float *s[4], *d[4];
-    int32_t *z[4];
-    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without deq */
-        c[v] = calloc(cs + 1, 1);
-        s[v] = calloc(gs, sizeof(float));
-        z[v] = calloc(gs, sizeof(int32_t));
-        d[v] = calloc((size_t)n + 1, sizeof(float));
-        qh_set_threads(v >= 2 ? 2 : 1);
-        lin_out o = {c[v], dt, s[v], cfg->mode == LIN_MODE_ASYMMETRIC ? z[v] : NULL, v == 3 ? NULL : d[v]};
-        assert_int_equal(lin_run(cfg, w, &o, v > 0) >= 0, 1);
-    }
-    for (int v = 1; v < 4; v++) {
-        assert_memory_equal(c[0], c[v], cs);
-        assert_memory_equal(s[0], s[v], gs * sizeof(float));
-        assert_memory_equal(z[0], z[v], gs * sizeof(int32_t));
-        if (v < 3)
-            assert_memory_equal(d[0], d[v], (size_t)n * sizeof(float));
-    }
-    for (int v = 0; v < 4; v++) {
-        free(c[v]);
-        free(s[v]);
-        free(z[v]);
-        free(d[v]);
-    }
-    qh_set_threads(1);
+    lin_case k = {cfg, w, lin_code_dtype(cfg)};
+    size_t cs = qh_dtype_size(k.dt) * n, gs = (size_t)(l.groups > 0 ? l.groups : 1);
+    const test_path_out spec[4] = {
+        {cs + 1, cs, 0},
+        {gs * sizeof(float), gs * sizeof(float), 0},
+        {gs * sizeof(int32_t), gs * sizeof(int32_t), 0},
+        {(n + 1) * sizeof(float), n * sizeof(float), 1},
+    };
+    test_compare_paths(lin_path, &k, spec, 4);
 }
 
 static void test_fast_matches_reference(void **state)
@@ -828,12 +736,7 @@ static void test_threads_all_options(void **state)
                     set_enum(cfg, "range", ranges[rg]);
                     set_enum(cfg, "rounding", sr ? "stochastic" : "nearest");
                     test_set_int(desc, cfg, "block_size", 100);
-                    run a, b;
-                    quantize_threads(cfg, w, 1, &a);
-                    quantize_threads(cfg, w, 2, &b);
-                    assert_same(&a, &b);
-                    run_free(&a);
-                    run_free(&b);
+                    test_assert_threads_identical(quantize, cfg, w, DEQ_CODES_SCALE);
                     free(cfg);
                 }
     qh_tensor_free(w);

@@ -31,19 +31,11 @@ enum { C_DT = 0, C_FP8 };
 
 static void *make_cfg(int bits, int code, int group, int seed)
 {
-    void *cfg = test_config_defaults(desc);
-    test_set_int(desc, cfg, "bits", bits);
-    test_set_int(desc, cfg, "code", code);
-    test_set_int(desc, cfg, "group", group);
-    test_set_int(desc, cfg, "mode", seed);
-    return cfg;
+    return test_config_ints(desc, "bits", bits, "code", code, "group", group, "mode", seed);
 }
 
-typedef test_qrun run;
-#define run_free test_qrun_free
-
 /* One call through the plugin's lifecycle: create (its state keeps working memory), quantize, destroy. */
-static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err)
+static qh_status quantize(void *cfg, const qh_tensor *w, test_qrun *out, qh_error *err)
 {
     const qh_quantizer_ops *ops = desc->ops.quantizer;
     void *st = NULL;
@@ -52,35 +44,20 @@ static qh_status quantize(void *cfg, const qh_tensor *w, run *out, qh_error *err
     if (s != QH_OK)
         return s;
     out->deq = qh_tensor_new(QH_F32, w->ndim, w->shape, NULL);
-    s = ops->quantize(st, "test.weight", w, &out->q, out->deq, err);
+    s = ops->quantize(st, TEST_TENSOR_NAME, w, &out->q, out->deq, err);
     ops->destroy(st);
     return s;
 }
 
-static void check_decoder(const run *r)
-{
-    qh_tensor *dec = qh_tensor_new(QH_F32, r->deq->ndim, r->deq->shape, NULL);
-    qh_error err = {{0}};
-    assert_int_equal(qh_qtensor_dequantize(&r->q, dec, &err), QH_OK);
-    assert_memory_equal(dec->data, r->deq->data, qh_tensor_nbytes(dec));
-    qh_tensor_free(dec);
-}
-
 static qh_tensor *gaussian(int32_t ndim, const int64_t *shape, uint64_t seed)
 {
-    qh_tensor *w = qh_tensor_new(QH_F32, ndim, shape, NULL);
-    qh_rng r;
-    qh_rng_seed(&r, seed);
-    float *x = qh_tensor_f32(w);
-    for (int64_t i = 0; i < qh_tensor_numel(w); i++)
-        x[i] = (float)(qh_rng_normal(&r) * 0.1);
-    return w;
+    return test_gaussian(ndim, shape, seed, 0.1, NULL);
 }
 
 /* The stored permutation is the stable order by |w| (within segments of seg elements), groups are
  * block-sized runs of it, and each group's scale comes from its absmax. Returns the max error
  * relative to the group absmax. */
-static double check_structure(const qh_tensor *w, const run *r, int64_t seg, int fp8)
+static double check_structure(const qh_tensor *w, const test_qrun *r, int64_t seg, int fp8)
 {
     int64_t n = qh_tensor_numel(w), g = r->q.block;
     const float *x = qh_tensor_f32(w), *s = qh_tensor_f32(r->q.scale), *y = qh_tensor_f32(r->deq);
@@ -114,7 +91,7 @@ static double check_structure(const qh_tensor *w, const run *r, int64_t seg, int
                 worst = fmax(worst, fabs((double)x[at[k]] - y[at[k]]) / amax);
     }
     free(at);
-    check_decoder(r);
+    test_check_decoder(r);
     return worst;
 }
 
@@ -128,29 +105,25 @@ static void test_round_trip(void **state)
     qh_tensor *w = gaussian(2, shape, 1);
     for (int bits = 2; bits <= 8; bits++) {
         void *cfg = make_cfg(bits, C_DT, 64, 0);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         double worst = check_structure(w, &r, 1073, 0);
         const float *bk = qh_tensor_f32(r.q.codebook);
         double gap = 0;
         for (int64_t j = 1; j < qh_tensor_numel(r.q.codebook); j++)
             gap = fmax(gap, (double)bk[j] - bk[j - 1]);
         assert_true(worst <= fmax(0.5 * gap, 1.0 + bk[0]) + 1e-6); /* + float rounding of code * scale */
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     void *cfg = make_cfg(8, C_FP8, 64, 0);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     check_structure(w, &r, 1073, 1);
     const float *x = qh_tensor_f32(w), *y = qh_tensor_f32(r.deq);
     for (int64_t i = 0; i < 1073; i++) /* E4M3 half ulp; subnormal range bounded by the group scale */
         assert_true(fabs((double)x[i] - y[i]) <=
                     fmax(fabs(x[i]) / 16, qh_tensor_f32(r.q.scale)[r.q.perm ? ((int32_t *)r.q.perm->data)[i] / 64 : 0] *
                                               ldexp(1, -10)) * (1 + 1e-6));
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -163,12 +136,10 @@ static void test_size(void **state)
     qh_tensor *w = gaussian(2, shape, 2);
     for (int bits = 3; bits <= 8; bits += 5) {
         void *cfg = make_cfg(bits, C_DT, 256, 0);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, w);
         int64_t groups = (4100 + 255) / 256;
         assert_int_equal(qh_qtensor_bytes(&r.q), (4100 * bits + 7) / 8 + 4 * groups + (4100 * 13 + 7) / 8);
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -180,12 +151,9 @@ static void test_ties(void **state)
     (void)state;
     float v[12] = {0.5f, -0.5f, 0.0f, 0.25f, -0.0f, 0.5f, -0.25f, 0.0f, 0.5f, -0.5f, 0.25f, 0.0f};
     int64_t shape[2] = {3, 4};
-    qh_tensor *w = qh_tensor_new(QH_F32, 2, shape, NULL);
-    memcpy(w->data, v, sizeof v);
+    qh_tensor *w = test_tensor_from(2, shape, v);
     void *cfg = make_cfg(8, C_DT, 4, 0);
-    run a, b;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &a, &err), QH_OK);
+    test_qrun a = test_quantize_ok(quantize, cfg, w);
     check_structure(w, &a, 12, 0);
     /* order: zeros 2,4,7,11; quarters 3,6,10; halves 0,1,5,8,9 */
     const int32_t want[12] = {7, 8, 0, 4, 1, 9, 5, 2, 10, 11, 6, 3};
@@ -197,10 +165,10 @@ static void test_ties(void **state)
             assert_true(y[i] == v[i]);
         else
             assert_float_equal(y[i], v[i], 0.01);
-    assert_int_equal(quantize(cfg, w, &b, &err), QH_OK);
+    test_qrun b = test_quantize_ok(quantize, cfg, w);
     assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
-    run_free(&a);
-    run_free(&b);
+    test_qrun_free(&a);
+    test_qrun_free(&b);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -214,19 +182,17 @@ static void test_seed_mode(void **state)
     qh_tensor *conv = gaussian(4, cs, 3), *lin = gaussian(2, ls, 4);
     for (int code = 0; code < 2; code++) {
         void *cfg = make_cfg(8, code, 64, 1);
-        run r;
-        qh_error err = {{0}};
-        assert_int_equal(quantize(cfg, conv, &r, &err), QH_OK);
+        test_qrun r = test_quantize_ok(quantize, cfg, conv);
         assert_int_equal(r.q.block, 5);
         assert_int_equal(qh_tensor_numel(r.q.codebook), code == C_DT ? 337 : 240);
         assert_int_equal(r.q.bits, code == C_DT ? 9 : 8);
         assert_int_equal(qh_tensor_numel(r.q.scale), 4 * 3 * 5);
         check_structure(conv, &r, 25, 0);
-        run_free(&r);
-        assert_int_equal(quantize(cfg, lin, &r, &err), QH_OK);
+        test_qrun_free(&r);
+        r = test_quantize_ok(quantize, cfg, lin);
         assert_int_equal(r.q.block, 10);
         check_structure(lin, &r, 300, 0);
-        run_free(&r);
+        test_qrun_free(&r);
         free(cfg);
     }
     qh_tensor_free(conv);
@@ -240,16 +206,15 @@ static void test_bad_perm(void **state)
     int64_t shape[2] = {8, 8};
     qh_tensor *w = gaussian(2, shape, 5);
     void *cfg = make_cfg(8, C_DT, 16, 0);
-    run r;
-    qh_error err = {{0}};
-    assert_int_equal(quantize(cfg, w, &r, &err), QH_OK);
+    test_qrun r = test_quantize_ok(quantize, cfg, w);
     int32_t *p = r.q.perm->data;
     p[3] = p[4];
     qh_tensor *dec = qh_tensor_new(QH_F32, 2, shape, NULL);
+    qh_error err = {{0}};
     assert_int_not_equal(qh_qtensor_dequantize(&r.q, dec, &err), QH_OK);
     assert_non_null(strstr(err.msg, "perm"));
     qh_tensor_free(dec);
-    run_free(&r);
+    test_qrun_free(&r);
     free(cfg);
     qh_tensor_free(w);
 }
@@ -264,17 +229,7 @@ static void test_threads_identical(void **state)
     for (int k = 0; k < 4; k++) {
         void *cfg = make_cfg(8, k & 1, 128, k >> 1);
         const qh_tensor *t = k >> 1 ? conv : w;
-        run a, b;
-        qh_error err = {{0}};
-        qh_set_threads(1);
-        assert_int_equal(quantize(cfg, t, &a, &err), QH_OK);
-        qh_set_threads(2);
-        assert_int_equal(quantize(cfg, t, &b, &err), QH_OK);
-        assert_memory_equal(a.deq->data, b.deq->data, qh_tensor_nbytes(a.deq));
-        assert_memory_equal(a.q.codes->data, b.q.codes->data, qh_tensor_nbytes(a.q.codes));
-        assert_memory_equal(a.q.perm->data, b.q.perm->data, qh_tensor_nbytes(a.q.perm));
-        run_free(&a);
-        run_free(&b);
+        test_assert_threads_identical(quantize, cfg, t, TEST_SAME_DEQ | TEST_SAME_CODES | TEST_SAME_PERM);
         free(cfg);
     }
     qh_tensor_free(w);
@@ -283,37 +238,31 @@ static void test_threads_identical(void **state)
 
 /* se_run's reference and fast paths: codes, scales, perm, values (and without values), with 1 and
  * 2 threads; the fast path keeps its working memory between calls as the plugin does. */
+typedef struct se_case {
+    const se_cfg *cfg;
+    const qh_tensor *w;
+    se_scratch scratch;
+} se_case;
+
+static void se_path(void *ctx, int fast, void *const *out)
+{
+    se_case *k = ctx;
+    se_out o = {out[0], out[1], out[2], out[3]};
+    assert_int_equal(se_run(k->cfg, k->w, &o, fast, &k->scratch), SE_OK);
+}
+
 static void compare_runs(const se_cfg *cfg, const qh_tensor *w)
 {
-    int64_t n = qh_tensor_numel(w), groups = (n + cfg->group - 1) / cfg->group;
-    uint8_t *c[4];
-    float *s[4], *d[4];
-    int32_t *p[4];
-    se_scratch scratch = {0};
-    for (int v = 0; v < 4; v++) { /* ref 1 thread, fast 1, fast 2, fast 2 without values */
-        c[v] = calloc((size_t)n + 1, 1);
-        s[v] = calloc((size_t)groups + 1, sizeof(float));
-        d[v] = calloc((size_t)n + 1, sizeof(float));
-        p[v] = calloc((size_t)n + 1, sizeof(int32_t));
-        qh_set_threads(v >= 2 ? 2 : 1);
-        se_out o = {c[v], s[v], p[v], v == 3 ? NULL : d[v]};
-        assert_int_equal(se_run(cfg, w, &o, v > 0, &scratch), SE_OK);
-    }
-    for (int v = 1; v < 4; v++) {
-        assert_memory_equal(c[0], c[v], (size_t)n);
-        assert_memory_equal(s[0], s[v], sizeof(float) * (size_t)groups);
-        assert_memory_equal(p[0], p[v], sizeof(int32_t) * (size_t)n);
-        if (v < 3)
-            assert_memory_equal(d[0], d[v], sizeof(float) * (size_t)n);
-    }
-    for (int v = 0; v < 4; v++) {
-        free(c[v]);
-        free(s[v]);
-        free(d[v]);
-        free(p[v]);
-    }
-    se_scratch_free(&scratch);
-    qh_set_threads(1);
+    size_t n = (size_t)qh_tensor_numel(w), groups = (n + (size_t)cfg->group - 1) / (size_t)cfg->group;
+    se_case k = {cfg, w, {0}};
+    const test_path_out spec[4] = {
+        {n + 1, n, 0},
+        {sizeof(float) * (groups + 1), sizeof(float) * groups, 0},
+        {sizeof(int32_t) * (n + 1), sizeof(int32_t) * n, 0},
+        {sizeof(float) * (n + 1), sizeof(float) * n, 1},
+    };
+    test_compare_paths(se_path, &k, spec, 4);
+    se_scratch_free(&k.scratch);
 }
 
 static void test_fast_matches_reference(void **state)
@@ -363,24 +312,16 @@ static void test_rejects(void **state)
     int64_t shape[2] = {4, 4};
     qh_tensor *w = gaussian(2, shape, 8);
     void *cfg = make_cfg(8, C_DT, 4, 0);
-    run r;
     qh_error err = {{0}};
     qh_tensor_f32(w)[5] = INFINITY;
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "element 5 is infinite"));
-    assert_null(strstr(err.msg, "test.weight"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "element 5 is infinite", TEST_REJ_UNNAMED, &err);
     qh_tensor_f32(w)[5] = 0.0f;
     test_set_int(desc, cfg, "code", C_FP8);
     test_set_int(desc, cfg, "bits", 4);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "fp8_e4m3"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "fp8_e4m3", 0, &err);
     test_set_int(desc, cfg, "bits", 8);
     test_set_int(desc, cfg, "group", 1);
-    assert_int_not_equal(quantize(cfg, w, &r, &err), QH_OK);
-    assert_non_null(strstr(err.msg, "group = 1 outside"));
-    qh_tensor_free(r.deq);
+    test_expect_reject(quantize, cfg, w, "group = 1 outside", 0, &err);
     free(cfg);
     qh_tensor_free(w);
 }
