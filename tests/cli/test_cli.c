@@ -222,6 +222,15 @@ static void test_cli_summary_parameter_counts(void **state)
     assert_non_null(strstr(err_text, "too small"));
     assert_int_equal(qhost("--summary nosuchnet"), 2);
     assert_non_null(strstr(err_text, "unknown model 'nosuchnet'"));
+    /* the AlexNets' shared input stage: a resize below 63 pixels, or none on a small input */
+    const char *alexnets[] = {"alexnet", "alexnet_tv"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(qhost("--summary %s --set resize=10", alexnets[i]), 2);
+        assert_non_null(strstr(err_text, "resize = 10 is below the smallest size it can take, 63"));
+        assert_int_equal(qhost("--summary %s --set resize=0 --set input=3x32x32", alexnets[i]), 2);
+        assert_non_null(strstr(err_text, "a 32x32 input is too small (at least 63x63)"));
+        assert_int_equal(qhost("--summary %s --set resize=0 --set input=3x64x64", alexnets[i]), 0);
+    }
 }
 
 static json_t *load_json(const char *dir, const char *file);

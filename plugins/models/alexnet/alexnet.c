@@ -9,6 +9,8 @@
  * loading (safetensors is keyed by name), and this graph orders them as the forward pass runs. */
 #include <qhost/qhost.h>
 
+#include "../common/qm_resize_input.h"
+
 #include <stdio.h>
 
 /* conv1 (11x11 / 4, pad 2) and three 3x3 / 2 max-pools need at least 63 x 63 pixels. */
@@ -60,20 +62,10 @@ static bool add_features(qh_graph *g, int32_t x, qh_error *err)
 static qh_status alexnet_build(const void *cfg_, const qh_model_input *in, qh_graph *g, qh_error *err)
 {
     const alexnet_cfg *cfg = cfg_;
-    int32_t size = (int32_t)cfg->resize;
-    if (size > 0 && size < ALEXNET_MIN_SIZE)
-        return qh_error_set(err, QH_E_INVAL, "resize = %d is below the smallest size it can take, %d", size,
-                            ALEXNET_MIN_SIZE);
-    if (size == 0 && (in->height < ALEXNET_MIN_SIZE || in->width < ALEXNET_MIN_SIZE))
-        return qh_error_set(err, QH_E_INVAL,
-                            "a %dx%d input is too small (at least %dx%d); set resize = 224 as the seed does",
-                            in->height, in->width, ALEXNET_MIN_SIZE, ALEXNET_MIN_SIZE);
-    int32_t x = QH_INPUT;
-    if (size > 0 && (in->height != size || in->width != size)) {
-        if (qh_graph_resize_bilinear(g, "resize", QH_INPUT, size, size, err) < 0)
-            return QH_E_INVAL;
-        x = QH_PREV;
-    }
+    int32_t x;
+    qh_status st = qm_resize_input(g, (int32_t)cfg->resize, ALEXNET_MIN_SIZE, in, &x, err);
+    if (st != QH_OK)
+        return st;
     if (!add_features(g, x, err) || qh_graph_adaptive_avgpool2d(g, "avgpool", QH_PREV, 6, 6, err) < 0 ||
         qh_graph_flatten(g, NULL, QH_PREV, err) < 0 || qh_graph_dropout(g, NULL, QH_PREV, cfg->dropout, err) < 0 ||
         qh_graph_linear(g, "fc1", QH_PREV, 4096, true, err) < 0 || qh_graph_relu(g, NULL, QH_PREV, err) < 0 ||
