@@ -19,6 +19,7 @@
 
 #include "calib/qh_calib_impl.h"
 #include "qhost/qh_engine.h"
+#include "base/qh_timing.h"
 
 enum { MAX_REPS = 32 };
 
@@ -27,27 +28,6 @@ typedef struct opts {
     int64_t n, d, m, images;
     int bits, threads, reps;
 } opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* CPU seconds of the whole process (all threads): the work, whatever else runs on the machine. */
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double peak_rss_mib(void)
 {
@@ -97,19 +77,19 @@ static int run_layer(bench *b, const char *tag, const qh_calib_layer *c, qh_tens
     qh_error err;
     for (int r = 0; r < b->o->reps; r++) {
         qh_qtensor q = {0};
-        double t0 = now_s(), c0 = cpu_s();
+        double t0 = qh_now_s(), c0 = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (qh_quantizer_quantize_calib(&b->qz, c, &q, deq, &err) != QH_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return -1;
         }
-        t[r] = now_s() - t0;
-        cpu[r] = cpu_s() - c0;
+        t[r] = qh_now_s() - t0;
+        cpu[r] = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         qh_qtensor_clear(&q);
     }
-    qsort(cpu, (size_t)b->o->reps, sizeof(double), cmp_double);
+    qsort(cpu, (size_t)b->o->reps, sizeof(double), qh_cmp_double);
     double sorted[MAX_REPS];
     memcpy(sorted, t, sizeof(double) * (size_t)b->o->reps);
-    qsort(sorted, (size_t)b->o->reps, sizeof(double), cmp_double);
+    qsort(sorted, (size_t)b->o->reps, sizeof(double), qh_cmp_double);
     printf("{\"impl\": \"qhost\", \"case\": \"%s\", \"layer\": \"%s\", \"N\": %lld, \"d\": %lld, \"m\": %lld, "
            "\"bits\": %d, \"threads\": %d, \"quant_s\": %.6f, \"min_s\": %.6f, \"cpu_s\": %.6f, \"runs_s\": [",
            b->o->mode, tag, (long long)c->rows, (long long)c->cols, (long long)c->m, b->o->bits, b->o->threads,
@@ -208,7 +188,7 @@ static int lenet_layers(bench *b, qh_graph *g, const float *images)
     qhi_calib_options co = {.batch = 256, .seed = 0, .patch_stride = QH_PATCH_KERNEL, .retain_rate = 0.25};
     qhi_calib *s;
     qh_error err;
-    double t0 = now_s(), capture = 0.0;
+    double t0 = qh_now_s(), capture = 0.0;
     if (qhi_calib_new(g, images, b->o->images, &co, true, &s, &err) != QH_OK)
         return fprintf(stderr, "%s\n", err.msg), -1;
     int rc = 0, index = 0;
@@ -218,14 +198,14 @@ static int lenet_layers(bench *b, qh_graph *g, const float *images)
             continue;
         qh_weight *w = &g->weights[nd->w_idx];
         qhi_calib_data d;
-        double c0 = now_s();
+        double c0 = qh_now_s();
         if (qhi_calib_keep_original(s, j, &err) != QH_OK ||
             qhi_calib_capture(s, j, index, QH_CALIB_X | QH_CALIB_XQ, &d, &err) != QH_OK) {
             fprintf(stderr, "%s\n", err.msg);
             rc = -1;
             break;
         }
-        capture += now_s() - c0;
+        capture += qh_now_s() - c0;
         qh_calib_layer c = {.struct_size = sizeof c,
                             .name = w->value->name,
                             .w = w->value,
@@ -248,7 +228,7 @@ static int lenet_layers(bench *b, qh_graph *g, const float *images)
     }
     printf("{\"impl\": \"qhost\", \"case\": \"lenet5\", \"capture_s\": %.4f, \"total_s\": %.4f, "
            "\"activations_peak_mib\": %.1f}\n",
-           capture, now_s() - t0, (double)qhi_calib_peak_bytes(s) / 1048576.0);
+           capture, qh_now_s() - t0, (double)qhi_calib_peak_bytes(s) / 1048576.0);
     qhi_calib_free(s);
     return rc;
 }

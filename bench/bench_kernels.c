@@ -7,13 +7,7 @@
 
 #include "kernels/qh_kernels.h"
 #include "qhost/qh_parallel.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "base/qh_timing.h"
 
 static float *rand_buf(qh_rng *r, size_t n)
 {
@@ -92,11 +86,11 @@ static void run_bwd(layer *l)
 static double best_time(void (*fn)(layer *), layer *l)
 {
     fn(l);
-    double best = 1e30, start = now();
-    for (int i = 0; i < 3 || now() - start < 0.25; i++) {
-        double t0 = now();
+    double best = 1e30, start = qh_now_s();
+    for (int i = 0; i < 3 || qh_now_s() - start < 0.25; i++) {
+        double t0 = qh_now_s();
         fn(l);
-        double t = now() - t0;
+        double t = qh_now_s() - t0;
         best = t < best ? t : best;
     }
     return best;
@@ -145,12 +139,12 @@ static double time_gemm(const gemm_job *j, int reps)
 {
     double best = 1e30;
     for (int i = 0; i < reps; i++) {
-        double t0 = now();
+        double t0 = qh_now_s();
         if (j->ref)
             qh_k_gemm_f32_ref(false, false, j->n, j->n, j->n, 1.0f, j->A, j->n, j->B, j->n, 0.0f, j->C, j->n);
         else
             qh_k_gemm_f32(false, false, j->n, j->n, j->n, 1.0f, j->A, j->n, j->B, j->n, 0.0f, j->C, j->n);
-        double t = now() - t0;
+        double t = qh_now_s() - t0;
         best = t < best ? t : best;
     }
     return best;

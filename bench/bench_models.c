@@ -21,6 +21,7 @@
 #include "graph/qh_graph_impl.h" /* the per-node timing array (--profile) */
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
+#include "base/qh_timing.h"
 
 enum { MAX_REPS = 32, MAX_SETS = 8 };
 
@@ -37,27 +38,6 @@ typedef struct mem {
     int32_t *y;
     int64_t sample;
 } mem;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* This thread's CPU seconds (the profile's "other" row is computed on the same clock). */
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static qh_status mem_load(void *state, qh_split split, const int64_t *idx, int64_t n, float *x, int32_t *y,
                           qh_error *err)
@@ -170,12 +150,12 @@ static int measure_infer(const opts *o, qh_graph *g, const mem *m, double *rate,
         return -1;
     for (int r = 0; r < o->reps; r++) {
         int64_t iters = 0;
-        double t0 = now_s(), t;
+        double t0 = qh_now_s(), t;
         do {
             if (!qh_graph_forward(g, m->x + (iters % nb) * stride, o->batch, false, NULL, err))
                 return -1;
             iters++;
-        } while ((t = now_s() - t0) < 0.5);
+        } while ((t = qh_now_s() - t0) < 0.5);
         rate[r] = (double)iters * o->batch / t;
     }
     return 0;
@@ -192,8 +172,8 @@ static double train_epoch(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_er
                               .n_test = n}};
     qh_train_config tc = {.epochs = 1, .batch_size = o->batch, .lr = 0.01, .momentum = 0.9,
                           .schedule = QH_LR_CONSTANT};
-    double t0 = now_s();
-    return qh_train(g, &ds, &tc, 0, 0, rng, NULL, NULL, err) == QH_OK ? now_s() - t0 : -1.0;
+    double t0 = qh_now_s();
+    return qh_train(g, &ds, &tc, 0, 0, rng, NULL, NULL, err) == QH_OK ? qh_now_s() - t0 : -1.0;
 }
 
 /* Training: one epoch over train_batches batches per measurement. */
@@ -283,7 +263,9 @@ static int profile_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_err
     g->prof = calloc((size_t)(4 * g->n_nodes), sizeof(double));
     if (!g->prof)
         return qh_error_set(err, QH_E_NOMEM, "out of memory for the profile"), -1;
-    double cpu0 = cpu_s(), wall = train_epoch(o, g, m, rng, err), cpu = cpu_s() - cpu0;
+    /* this thread's CPU time: the profile's "other" row is computed on the same clock */
+    double cpu0 = qh_clock_s(CLOCK_THREAD_CPUTIME_ID), wall = train_epoch(o, g, m, rng, err);
+    double cpu = qh_clock_s(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (wall < 0)
         return -1;
     prof_row rows[MAX_KINDS];
@@ -323,8 +305,8 @@ static int profile_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_err
 static void print_json(const opts *o, int64_t macs, double *inf, double *trn)
 {
     int k = o->reps;
-    qsort(inf, (size_t)k, sizeof *inf, cmp_double);
-    qsort(trn, (size_t)k, sizeof *trn, cmp_double);
+    qsort(inf, (size_t)k, sizeof *inf, qh_cmp_double);
+    qsort(trn, (size_t)k, sizeof *trn, qh_cmp_double);
     double gi = 2e-9 * (double)macs * inf[k / 2], gt = 6e-9 * (double)macs * trn[k / 2];
     printf("{\"impl\": \"qhost\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"reps\": %d, "
            "\"macs_per_img\": %lld, \"infer_img_s\": %.1f, \"infer_min\": %.1f, \"infer_max\": %.1f, "

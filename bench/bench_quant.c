@@ -37,33 +37,13 @@
 #include "../plugins/quantizers/stable_embedding/se_impl.h"
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the whole process (every thread): the work done, whatever else runs on the machine. */
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "base/qh_timing.h"
 
 static double median(const double *v, int n)
 {
     double s[64];
     memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof s[0], cmp_double);
+    qsort(s, (size_t)n, sizeof s[0], qh_cmp_double);
     return s[n / 2];
 }
 
@@ -232,10 +212,10 @@ static int open_method(qh_registry *reg, const method *m, live *l)
 static double time_kernel(const live *l, const qh_tensor *w, bufs *b, float *deq, int fast, double *cpu)
 {
     b->deq = deq;
-    double c0 = cpu_s(), t0 = now_s();
+    double c0 = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID), t0 = qh_now_s();
     int bad = l->m->kern(l->cfg, w, b, fast);
-    double dt = now_s() - t0;
-    *cpu = cpu_s() - c0;
+    double dt = qh_now_s() - t0;
+    *cpu = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     if (bad) {
         fprintf(stderr, "bench-quant: %s: the kernel failed\n", l->m->label);
         exit(1);
@@ -248,10 +228,10 @@ static double time_plugin(live *l, const qh_tensor *w, qh_tensor *deq, const flo
 {
     qh_error err = {{0}};
     qh_qtensor q = {0};
-    double c0 = cpu_s(), t0 = now_s();
+    double c0 = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID), t0 = qh_now_s();
     qh_status st = qh_quantizer_quantize(&l->qz, "bench.weight", w, &q, deq, &err);
-    double dt = now_s() - t0;
-    *cpu = cpu_s() - c0;
+    double dt = qh_now_s() - t0;
+    *cpu = qh_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     qh_qtensor_clear(&q);
     if (st != QH_OK) {
         fprintf(stderr, "bench-quant: %s: %s\n", l->m->label, err.msg);
@@ -311,11 +291,11 @@ int main(int argc, char **argv)
 
     double tc[MAX_REPS], tt[MAX_REPS];
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up, not recorded */
-        double t0 = now_s();
+        double t0 = qh_now_s();
         stream_copy(&s);
-        double t1 = now_s();
+        double t1 = qh_now_s();
         stream_triad(&s, 0.5f + (float)r);
-        double t2 = now_s();
+        double t2 = qh_now_s();
         if (r >= 0)
             tc[r] = t1 - t0, tt[r] = t2 - t1;
         for (int i = 0; i < nl; i++) {

@@ -17,6 +17,7 @@
 #include "pipeline/qh_prune_run.h"
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
+#include "base/qh_timing.h"
 
 enum { MAX_REPS = 31 };
 
@@ -25,19 +26,6 @@ typedef struct opts {
     int c, h, w, batch, threads, reps, profile;
     double sparsity;
 } opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int usage(void)
 {
@@ -156,12 +144,12 @@ static qh_graph *pruned_copy(const opts *o, qh_registry *reg, const qh_graph *g,
 static double rate_of(qh_graph *g, const float *x, int batch, qh_error *err)
 {
     int64_t iters = 0;
-    double t0 = now_s(), t;
+    double t0 = qh_now_s(), t;
     do {
         if (!qh_graph_forward(g, x, batch, false, NULL, err))
             return -1.0;
         iters++;
-    } while ((t = now_s() - t0) < 0.5);
+    } while ((t = qh_now_s() - t0) < 0.5);
     return (double)iters * batch / t;
 }
 
@@ -225,8 +213,8 @@ int main(int argc, char **argv)
         profile("dense", dense, x, o.batch, &err);
         profile("pruned", small, x, o.batch, &err);
     }
-    qsort(rate[0], (size_t)o.reps, sizeof(double), cmp_double);
-    qsort(rate[1], (size_t)o.reps, sizeof(double), cmp_double);
+    qsort(rate[0], (size_t)o.reps, sizeof(double), qh_cmp_double);
+    qsort(rate[1], (size_t)o.reps, sizeof(double), qh_cmp_double);
     double d = rate[0][o.reps / 2], s = rate[1][o.reps / 2];
     printf("{\"model\": \"%s\", \"set\": \"%s\", \"input\": \"%dx%dx%d\", \"threads\": %d, \"batch\": %d, \"reps\": %d, "
            "\"sparsity\": %g, \"params\": [%lld, %lld], \"macs\": [%lld, %lld], \"img_s\": [%.1f, %.1f], "

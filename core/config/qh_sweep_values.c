@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/qh_timing.h"
+
 /* A range may end up to this fraction of a step short of its stop and still include it: (2.0 - 1.0)
  * / 0.05 is 19.999999999999996 in binary floating point. */
 #define RANGE_TOLERANCE 1e-9
@@ -227,12 +229,6 @@ static qh_status expand_item(value_list *l, char *item, qh_error *err)
 
 /* ---------------------------------------------------------------- duplicates */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* A value twice is almost surely a typo, and would run the same point twice. Numbers compare by
  * value (4 and 4.0 are the same), other values by their text. */
 static qh_status check_duplicates(const value_list *l, qh_error *err)
@@ -254,7 +250,7 @@ static qh_status check_duplicates(const value_list *l, qh_error *err)
     for (int32_t i = 0; i < ax->n_values; i++)
         if (parse_double(ax->values[i], &v[n])) /* what does not parse is reported by qh_config_set */
             n++;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, qh_cmp_double);
     qh_status st = QH_OK;
     for (int32_t i = 1; i < n && st == QH_OK; i++)
         if (v[i] == v[i - 1])

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/qh_timing.h"
+
 /* The node whose buffers an alias (flatten) node shares, or QH_INPUT. */
 static int32_t owner_of(const qh_graph *g, int32_t i)
 {
@@ -104,18 +106,11 @@ typedef struct prof_mark {
     double wall, cpu;
 } prof_mark;
 
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static prof_mark prof_now(const qh_graph *g)
 {
     prof_mark m = {0.0, 0.0};
     if (g->prof)
-        m = (prof_mark){clock_s(CLOCK_MONOTONIC), clock_s(CLOCK_THREAD_CPUTIME_ID)};
+        m = (prof_mark){qh_clock_s(CLOCK_MONOTONIC), qh_clock_s(CLOCK_THREAD_CPUTIME_ID)};
     return m;
 }
 

@@ -9,6 +9,7 @@
 
 #include "graph/qh_surgery.h"
 #include "pipeline/qh_prune_schedule.h"
+#include "base/qh_timing.h"
 
 /* ---------------------------------------------------------------- the targeted weights */
 
@@ -261,19 +262,6 @@ static qh_prune_event *record_event(qh_run *run, const qh_stage *owner, int64_t 
 
 /* ---------------------------------------------------------------- physical removal */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 enum { TIME_BATCH = 256, TIME_REPS = 5 };
 
 /* Inference of both graphs on the same test images, in one process with the run's threads: a
@@ -295,15 +283,15 @@ static qh_status time_pair(qh_run *run, qh_graph *a, qh_graph *b, qh_structured_
     for (int r = -1; st == QH_OK && r < TIME_REPS; r++)
         for (int k = 0; st == QH_OK && k < 2; k++) {
             int which = (r & 1) ? 1 - k : k;
-            double t0 = now_s();
+            double t0 = qh_now_s();
             if (!qh_graph_forward(pair[which], x, n, false, NULL, err))
                 st = QH_E_NOMEM;
             else if (r >= 0)
-                (which ? tb : ta)[r] = now_s() - t0;
+                (which ? tb : ta)[r] = qh_now_s() - t0;
         }
     if (st == QH_OK) {
-        qsort(ta, TIME_REPS, sizeof *ta, cmp_double);
-        qsort(tb, TIME_REPS, sizeof *tb, cmp_double);
+        qsort(ta, TIME_REPS, sizeof *ta, qh_cmp_double);
+        qsort(tb, TIME_REPS, sizeof *tb, qh_cmp_double);
         sm->batch = n;
         sm->threads = run->threads;
         sm->reps = TIME_REPS;

@@ -16,12 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/qh_timing.h"
 
 typedef enum { T_SKIP = 0, T_DATA_FREE, T_CALIB } target_kind;
 static const char *const kind_names[] = {"skipped", "data-free", "calibrated"};
@@ -146,10 +141,10 @@ static qh_status quantize_one_calib(qh_run *run, const qh_stage *s, qh_quantizer
                                     int32_t index, qh_qtensor *q, qh_tensor *deq, qh_error *err)
 {
     qh_weight *w = &run->g->weights[t->w];
-    double t0 = now_s();
+    double t0 = qh_now_s();
     qhi_calib_data d;
     qh_status st = qhi_calib_capture(cs, t->node, index, t->needs, &d, err);
-    double t1 = now_s();
+    double t1 = qh_now_s();
     if (st == QH_OK) {
         qh_calib_layer c = {.struct_size = sizeof c,
                             .name = w->value->name,
@@ -165,7 +160,7 @@ static qh_status quantize_one_calib(qh_run *run, const qh_stage *s, qh_quantizer
                             .mask = w->mask};
         st = qh_quantizer_quantize_calib(qz, &c, q, deq, err);
     }
-    double t2 = now_s();
+    double t2 = qh_now_s();
     if (st == QH_OK)
         st = qhi_calib_rel_error(&d, qh_tensor_f32(w->value), qh_tensor_f32(deq), &t->rel_err, err);
     t->rows = d.rows;
@@ -197,9 +192,9 @@ static qh_status quantize_one(qh_run *run, const qh_stage *s, qh_quantizer *qz, 
     if (t->kind == T_CALIB) {
         st = quantize_one_calib(run, s, qz, cs, t, index, &q, deq, err);
     } else {
-        double t0 = now_s();
+        double t0 = qh_now_s();
         st = qh_quantizer_quantize(qz, w->value->name, w->value, &q, deq, err);
-        t->quantize_s = now_s() - t0;
+        t->quantize_s = qh_now_s() - t0;
     }
     if (st == QH_OK)
         st = store(run, t, &q, deq, mse, err);
@@ -266,7 +261,7 @@ qh_status qhi_quantize_calib(qh_run *run, const qh_stage *s, qh_quantizer *qz, c
     if (!t)
         return qh_error_set(err, QH_E_NOMEM, "out of memory");
     qhi_calib *cs = NULL;
-    double t0 = now_s();
+    double t0 = qh_now_s();
     qh_status st = open_session(run, s, t, n, &cs, err);
     const qh_progress *pr = run->opt->progress;
     char label[160];
@@ -282,12 +277,12 @@ qh_status qhi_quantize_calib(qh_run *run, const qh_stage *s, qh_quantizer *qz, c
             pr->update(pr->user, label, k + 1, n, NULL);
     }
     char summary[160];
-    snprintf(summary, sizeof summary, "%d of %d layers in %.2f s", *done, n, now_s() - t0);
+    snprintf(summary, sizeof summary, "%d of %d layers in %.2f s", *done, n, qh_now_s() - t0);
     if (pr && pr->finish)
         pr->finish(pr->user, label, summary);
     if (cs)
         qh_log(QH_LOG_INFO, s->name, "calibration: %lld images, %.2f s in all, activations peak %.1f MiB",
-               (long long)((const qh_quantize_config *)s->host_cfg)->calibration_images, now_s() - t0,
+               (long long)((const qh_quantize_config *)s->host_cfg)->calibration_images, qh_now_s() - t0,
                (double)qhi_calib_peak_bytes(cs) / (1024.0 * 1024.0));
     qhi_calib_free(cs);
     if (st == QH_OK)

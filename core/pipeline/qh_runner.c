@@ -15,12 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/qh_timing.h"
 
 /* Parameters a prune or quantize stage targets: conv and linear weights (rank >= 2; biases, batch
  * norm parameters and buffers never) whose names match `targets` and not `exclude`. */
@@ -506,9 +501,9 @@ qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, 
         m->type = qh_stage_type_name(s->type);
         qh_log(QH_LOG_INFO, "pipeline", "stage %d/%d [%s] (%s%s%s)", i + 1, pc->n_stages, s->name, m->type,
                s->plugin ? " " : "", s->plugin ? s->plugin->name : "");
-        double t0 = now_s();
+        double t0 = qh_now_s();
         st = s->n_axes > 0 ? qhi_sweep_stage(&run, s, m, run_stage, err) : run_stage(&run, s, m, err);
-        m->wall_s = now_s() - t0;
+        m->wall_s = qh_now_s() - t0;
         if (st != QH_OK) {
             qh_error_prefix(err, "stage [%s] (%s%s%s)", s->name, m->type, s->plugin ? " " : "",
                             s->plugin ? s->plugin->name : "");

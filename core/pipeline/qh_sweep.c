@@ -12,15 +12,9 @@
 #include <unistd.h>
 
 #include "qhost/qh_fileio.h"
+#include "base/qh_timing.h"
 
 enum { EVAL_BATCH = 256 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- the state a stage receives */
 
@@ -274,7 +268,7 @@ static qh_status run_point(sweep *sw, int64_t k, qh_error *err)
         free(pm);
         return st;
     }
-    double t0 = now_s();
+    double t0 = qh_now_s();
     st = run_with(sw, &pt, pm, err);
     free(pm->layers);
     free(pm->epochs);
@@ -286,7 +280,7 @@ static qh_status run_point(sweep *sw, int64_t k, qh_error *err)
     v.top1 = r.top1;
     v.top5 = r.top5;
     v.sparsity = seed_sparsity(sw->run->g);
-    v.wall_s = now_s() - t0;
+    v.wall_s = qh_now_s() - t0;
     char *line = st == QH_OK ? qhi_sweep_row_line(&sw->t, &v) : NULL;
     if (st == QH_OK && !line)
         st = qh_error_set(err, QH_E_NOMEM, "out of memory");

@@ -9,12 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/qh_timing.h"
 
 /* Top-1 and top-5 hits of one row (ties count against the true class: strict '>' ranks above). */
 static void rank_hits(const float *row, int64_t classes, int32_t label, int64_t *top1, int64_t *top5)
@@ -84,7 +79,7 @@ qh_status qh_evaluate(qh_graph *g, qh_dataset *ds, qh_split split, int64_t limit
     batch_buf b;
     if ((st = batch_alloc(&b, g, batch, batch, err)) != QH_OK)
         return st;
-    double loss_sum = 0.0, t0 = now_s();
+    double loss_sum = 0.0, t0 = qh_now_s();
     int64_t top1 = 0, top5 = 0;
     const char *label = split == QH_SPLIT_TRAIN ? "evaluate (train split)" : "evaluate";
     for (int64_t start = 0; start < total; start += batch) {
@@ -117,7 +112,7 @@ qh_status qh_evaluate(qh_graph *g, qh_dataset *ds, qh_split split, int64_t limit
     if (pr && pr->finish) {
         char summary[128];
         snprintf(summary, sizeof summary, "top-1 %.2f %%, top-5 %.2f %%, loss %.4f over %lld samples, %.1f s",
-                 out->top1, out->top5, out->loss, (long long)out->n, now_s() - t0);
+                 out->top1, out->top5, out->loss, (long long)out->n, qh_now_s() - t0);
         pr->finish(pr->user, label, summary);
     }
 out:
@@ -251,7 +246,7 @@ static qh_status train_epoch(train_run *t, const qh_rng *rng, int64_t epoch, qh_
 {
     const qh_train_config *cfg = t->cfg;
     qh_rng er = qh_rng_fork(rng, (uint64_t)epoch);
-    double t0 = now_s(), loss_sum = 0.0, lr = cfg->lr;
+    double t0 = qh_now_s(), loss_sum = 0.0, lr = cfg->lr;
     int64_t warm = cfg->warmup_epochs * t->iters_per_epoch, it = epoch * t->iters_per_epoch;
     char label[64];
     snprintf(label, sizeof label, "train epoch %lld/%lld", (long long)epoch + 1, (long long)cfg->epochs);
@@ -274,7 +269,7 @@ static qh_status train_epoch(train_run *t, const qh_rng *rng, int64_t epoch, qh_
             t->pr->update(t->pr->user, label, start + n, t->n_train, extra);
         }
     }
-    *log = (qh_epoch_log){.train_loss = loss_sum / (double)t->n_train, .lr_end = lr, .wall_s = now_s() - t0};
+    *log = (qh_epoch_log){.train_loss = loss_sum / (double)t->n_train, .lr_end = lr, .wall_s = qh_now_s() - t0};
     if (t->pr && t->pr->finish) {
         char summary[160];
         snprintf(summary, sizeof summary, "loss %.4f, lr %.4g, %.1f s (%.0f img/s)", log->train_loss, lr,
