@@ -206,16 +206,7 @@ static int lenet_layers(bench *b, qh_graph *g, const float *images)
             break;
         }
         capture += qh_now_s() - c0;
-        qh_calib_layer c = {.struct_size = sizeof c,
-                            .name = w->value->name,
-                            .w = w->value,
-                            .rows = d.rows,
-                            .cols = d.cols,
-                            .m = d.m,
-                            .x = d.x,
-                            .xq = d.xq,
-                            .is_conv = d.is_conv,
-                            .index = index};
+        qh_calib_layer c = qhi_calib_layer_of(&d, w, index);
         qh_tensor *deq = qh_tensor_new(QH_F32, w->value->ndim, w->value->shape, &err);
         char tag[QH_NAME_MAX];
         snprintf(tag, sizeof tag, "%s", nd->name);

@@ -23,6 +23,7 @@
 
 #include "graph/qh_graph_impl.h"
 #include "qhost/qh_config.h"
+#include "qhost/qh_plugin.h"
 
 typedef struct qhi_calib_options {
     int64_t batch;      /* images per forward chunk */
@@ -56,6 +57,23 @@ qh_status qhi_calib_keep_original(qhi_calib *s, int32_t node, qh_error *err);
 qh_status qhi_calib_capture(qhi_calib *s, int32_t node, int32_t index, uint32_t needs, qhi_calib_data *out,
                             qh_error *err);
 void qhi_calib_data_free(qhi_calib_data *d);
+
+/* What a data-aware quantizer is handed for weight w (the target at `index`) from its data d. */
+static inline qh_calib_layer qhi_calib_layer_of(const qhi_calib_data *d, const qh_weight *w, int32_t index)
+{
+    return (qh_calib_layer){.struct_size = sizeof(qh_calib_layer),
+                            .name = w->value->name,
+                            .w = w->value,
+                            .rows = d->rows,
+                            .cols = d->cols,
+                            .m = d->m,
+                            .x = d->x,
+                            .xq = d->xq,
+                            .h = d->h,
+                            .is_conv = d->is_conv,
+                            .index = index,
+                            .mask = w->mask};
+}
 /* Largest number of activation bytes the session held at once (both networks, with the released
  * buffers it keeps for reuse). */
 int64_t qhi_calib_peak_bytes(const qhi_calib *s);

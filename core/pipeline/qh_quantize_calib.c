@@ -146,18 +146,7 @@ static qh_status quantize_one_calib(qh_run *run, const qh_stage *s, qh_quantizer
     qh_status st = qhi_calib_capture(cs, t->node, index, t->needs, &d, err);
     double t1 = qh_now_s();
     if (st == QH_OK) {
-        qh_calib_layer c = {.struct_size = sizeof c,
-                            .name = w->value->name,
-                            .w = w->value,
-                            .rows = d.rows,
-                            .cols = d.cols,
-                            .m = d.m,
-                            .x = d.x,
-                            .xq = d.xq,
-                            .h = d.h,
-                            .is_conv = d.is_conv,
-                            .index = index,
-                            .mask = w->mask};
+        qh_calib_layer c = qhi_calib_layer_of(&d, w, index);
         st = qh_quantizer_quantize_calib(qz, &c, q, deq, err);
     }
     double t2 = qh_now_s();
