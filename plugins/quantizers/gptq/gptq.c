@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/qq_qtensor.h"
 #include "gptq_impl.h"
 
 static const char *const mode_names[] = {"symmetric", "asymmetric", NULL};
@@ -116,16 +117,8 @@ static qh_status alloc_qtensor(const gptq_cfg *cfg, const qh_tensor *w, const gq
     q->gran = l->gran;
     q->block = l->block;
     int64_t groups = l->rows * l->ngr;
-    int zp = cfg->mode == GQ_ASYMMETRIC;
-    q->codes = qh_tensor_new(zp ? QH_U8 : QH_I8, w->ndim, w->shape, err);
-    q->scale = q->codes ? qh_tensor_new(QH_F32, 1, &groups, err) : NULL;
-    if (q->scale && zp)
-        q->zero = qh_tensor_new(QH_I32, 1, &groups, err);
-    if (!q->codes || !q->scale || (zp && !q->zero)) {
-        qh_qtensor_clear(q);
-        return QH_E_NOMEM;
-    }
-    return QH_OK;
+    bool zp = cfg->mode == GQ_ASYMMETRIC;
+    return qq_alloc_grid(q, zp ? QH_U8 : QH_I8, w, groups, zp, err);
 }
 
 static void store_grids(const gq_layout *l, const gq_grid *g, qh_qtensor *q)

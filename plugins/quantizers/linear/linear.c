@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/qq_qtensor.h"
 #include "linear_impl.h"
 
 static const char *const gran_names[] = {"tensor", "channel", "block", NULL};
@@ -103,17 +104,7 @@ static qh_status alloc_qtensor(const linear_cfg *cfg, const qh_tensor *w, const 
     q->gran = grans[cfg->granularity];
     q->axis = 0;
     q->block = cfg->granularity == LIN_GRAN_BLOCK ? (int32_t)cfg->block_size : 0;
-    int zp = cfg->mode == LIN_MODE_ASYMMETRIC;
-    int64_t groups = l->groups;
-    q->codes = qh_tensor_new(lin_code_dtype(cfg), w->ndim, w->shape, err);
-    q->scale = q->codes ? qh_tensor_new(QH_F32, 1, &groups, err) : NULL;
-    if (q->scale && zp)
-        q->zero = qh_tensor_new(QH_I32, 1, &groups, err);
-    if (!q->codes || !q->scale || (zp && !q->zero)) {
-        qh_qtensor_clear(q);
-        return QH_E_NOMEM;
-    }
-    return QH_OK;
+    return qq_alloc_grid(q, lin_code_dtype(cfg), w, l->groups, cfg->mode == LIN_MODE_ASYMMETRIC, err);
 }
 
 static qh_status linear_quantize(void *state, const char *name, const qh_tensor *w, qh_qtensor *q,
