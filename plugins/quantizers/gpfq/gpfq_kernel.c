@@ -316,10 +316,9 @@ double gpfq_run(const gpfq_problem *p, int32_t *codes)
     /* Blocks of up to four neurons; fewer when that leaves a thread idle (LeNet-5's conv1 has six
      * neurons: two blocks of three). The codes do not depend on the block size. */
     int threads = qh_threads();
-    int64_t NB = p->rows >= 4 * threads ? 4 : (p->rows + threads - 1) / threads;
-    if (NB < 1)
-        NB = 1;
-    int64_t blocks = (p->rows + NB - 1) / NB;
+    int64_t per_block = p->rows >= 4 * threads ? 4 : (p->rows + threads - 1) / threads;
+    per_block = per_block < 1 ? 1 : per_block;
+    int64_t blocks = (p->rows + per_block - 1) / per_block;
     double *part = calloc((size_t)blocks, sizeof(double)), unorm = 0.0, *hadj = adjacent_dots(p);
     if (!part || !hadj) {
         free(part);
@@ -330,13 +329,13 @@ double gpfq_run(const gpfq_problem *p, int32_t *codes)
     bool par = p->rows * p->cols * p->mpad >= GPFQ_PAR_MIN_WORK;
 #pragma omp parallel num_threads(threads) reduction(+ : failed) if (par)
     {
-        float *u = qh_alloc_aligned(sizeof(float) * (size_t)(NB * p->mpad));
+        float *u = qh_alloc_aligned(sizeof(float) * (size_t)(per_block * p->mpad));
         failed += !u;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < blocks; b++) {
-            int nb = p->rows - b * NB < NB ? (int)(p->rows - b * NB) : NB;
+            int nb = (int)(p->rows - b * per_block < per_block ? p->rows - b * per_block : per_block);
             if (u)
-                part[b] = run_block(p, hadj, b * NB, nb, u, codes);
+                part[b] = run_block(p, hadj, b * per_block, nb, u, codes);
         }
         qh_free_aligned(u);
     }
