@@ -156,6 +156,24 @@ static inline void pu_assert_same_file(const char *dir_a, const char *dir_b, con
     free(y);
 }
 
+/* <dir>/metrics.json without its "wall_s" lines (times differ from run to run); malloc'ed. */
+static inline char *pu_metrics_sans_times(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    char *text = pu_slurp(path, NULL), *out = text;
+    for (char *line = text, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        next = next ? next + 1 : line + strlen(line);
+        if (!memmem(line, (size_t)(next - line), "\"wall_s\"", 8)) {
+            memmove(out, line, (size_t)(next - line));
+            out += next - line;
+        }
+    }
+    *out = '\0';
+    return text;
+}
+
 /* The value of `key` in the metrics.json block of stage `stage`, as written (10 digits): the first
  * "key": after the stage's "name". */
 static inline double pu_metric(const char *dir, const char *stage, const char *key)

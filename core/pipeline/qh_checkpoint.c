@@ -9,7 +9,8 @@
  *   train.state        F64 [lr, plateau best, watch best]
  *   train.rng          U64 [4] the stage's generator (each epoch forks it)
  *   train.epochs       F64 [epochs done, 8] per-epoch logs
- * and metadata format = qhost-checkpoint, version, stage, config (the stage's keys, one per line).
+ * and metadata format = qhost-checkpoint, version, stage, config (the stage's keys, one per line)
+ * and, when the stage has an epoch hook with state, hook (its text, e.g. a pruning event log).
  * Every value is stored in binary, so restoring it is exact. */
 #include "pipeline/qh_train_impl.h"
 #include "qhost/qh_safetensors.h"
@@ -110,7 +111,7 @@ static qh_status add_weights(view_list *l, const qh_graph *g, const qhi_train_st
 }
 
 qh_status qhi_checkpoint_save(const char *path, const char *stage, const qh_graph *g, const qhi_train_state *s,
-                              const qh_train_config *cfg, const qh_rng *rng, qh_error *err)
+                              const qh_train_config *cfg, const qh_rng *rng, const char *hook_state, qh_error *err)
 {
     view_list l = {0};
     l.cap = 5 * g->n_weights + 8;
@@ -138,9 +139,9 @@ qh_status qhi_checkpoint_save(const char *path, const char *stage, const qh_grap
         (st = add_view(&l, &shapes[3], QH_F64, "", "train.epochs", "", logs, err)) != QH_OK)
         goto out;
     config_text(cfg, config, 16384);
-    const char *keys[] = {"format", "version", "stage", "config"};
-    const char *vals[] = {"qhost-checkpoint", "1", stage ? stage : "", config};
-    st = qh_safetensors_write(path, l.list, l.n, keys, vals, 4, err);
+    const char *keys[] = {"format", "version", "stage", "config", "hook"};
+    const char *vals[] = {"qhost-checkpoint", "1", stage ? stage : "", config, hook_state};
+    st = qh_safetensors_write(path, l.list, l.n, keys, vals, hook_state ? 5 : 4, err);
 out:
     free(config);
     free(logs);
@@ -277,9 +278,10 @@ static qh_status restore_weights(const qh_safetensors *f, qh_graph *g, qhi_train
 }
 
 qh_status qhi_checkpoint_load(const char *path, qh_graph *g, qhi_train_state *s, const qh_train_config *cfg,
-                              const qh_rng *rng, qh_error *err)
+                              const qh_rng *rng, char **hook_state, qh_error *err)
 {
     qh_safetensors *f = NULL;
+    *hook_state = NULL;
     qh_status st = qh_safetensors_read(path, &f, err);
     if (st != QH_OK)
         return st;
@@ -320,6 +322,11 @@ qh_status qhi_checkpoint_load(const char *path, qh_graph *g, qhi_train_state *s,
     s->lr = d[0];
     s->plateau.best = d[1];
     s->watch.best = d[2];
+    const char *hook = qh_safetensors_meta(f, "hook");
+    if (!(*hook_state = strdup(hook ? hook : ""))) {
+        st = qh_error_set(err, QH_E_NOMEM, "out of memory");
+        goto out;
+    }
     restore_logs(s, logs->data);
     st = restore_weights(f, g, s, with_best, err);
 out:

@@ -83,6 +83,15 @@ static json_t *events_json(const qh_stage_metrics *m)
     return a;
 }
 
+void qhi_events_put(json_t *o, const qh_stage_metrics *m)
+{
+    if (m->n_prune_events <= 0)
+        return;
+    json_object_set_new(o, "prune_events", events_json(m));
+    if (m->n_prune_events > QHI_MAX_PRUNE_EVENTS)
+        json_object_set_new(o, "prune_events_not_listed", json_integer(m->n_prune_events - QHI_MAX_PRUNE_EVENTS));
+}
+
 static json_t *structured_json(const qh_structured_metrics *sm)
 {
     json_t *o = json_object();
@@ -161,11 +170,7 @@ static json_t *stage_json(const qh_stage_metrics *m)
     json_object_set_new(o, "layers", layers);
     if (m->n_quantized > 0)
         json_object_set_new(o, "quantization", quant_total_json(m));
-    if (m->n_prune_events > 0) {
-        json_object_set_new(o, "prune_events", events_json(m));
-        if (m->n_prune_events > QHI_MAX_PRUNE_EVENTS)
-            json_object_set_new(o, "prune_events_not_listed", json_integer(m->n_prune_events - QHI_MAX_PRUNE_EVENTS));
-    }
+    qhi_events_put(o, m);
     if (m->structured.done)
         json_object_set_new(o, "structured", structured_json(&m->structured));
     return o;

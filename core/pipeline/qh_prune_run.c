@@ -1,6 +1,7 @@
 /* qh_prune_run.c - prune stages inside a run (see qh_prune_run.h). */
 #include "pipeline/qh_prune_run.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,6 +481,40 @@ void qhi_prune_hook_end(qhi_prune_hook *h)
     free(h->best);
     free(h->best_mask);
     free(h);
+}
+
+static qh_stage_metrics *hook_metrics(const qhi_prune_hook *h)
+{
+    return h->run->metrics ? &h->run->metrics[h->train - h->run->pc->stages] : NULL;
+}
+
+char *qhi_prune_hook_save(void *user)
+{
+    const qh_stage_metrics *m = hook_metrics(user);
+    json_t *o = m ? json_object() : NULL;
+    if (!o)
+        return NULL;
+    qhi_events_put(o, m);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+qh_status qhi_prune_hook_restore(void *user, const char *text, qh_error *err)
+{
+    qh_stage_metrics *m = hook_metrics(user);
+    if (!m || !*text)
+        return QH_OK;
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return qh_error_set(err, QH_E_FORMAT, "metadata 'hook' (the pruning events of [%s]) does not parse: %s",
+                            ((const qhi_prune_hook *)user)->train->name, je.text);
+    }
+    qhi_events_get(o, m);
+    json_decref(o);
+    return QH_OK;
 }
 
 static qh_status save_best(qhi_prune_hook *h, qh_error *err)

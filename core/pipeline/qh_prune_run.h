@@ -39,6 +39,10 @@ qh_status qhi_prune_hook_call(void *user, qh_graph *g, int64_t epochs_done, bool
 /* Iterative schedules keep their best model in memory only: the stage runs without checkpoints, so
  * --resume runs it again from its start (bit-identical, just not shorter). */
 bool qhi_prune_hook_blocks_checkpoint(const qhi_prune_hook *h);
+/* qh_train_options.hook_save and hook_restore: the events the schedule recorded so far (the train
+ * stage's prune_events) travel in the stage's checkpoint, so a resumed stage lists them all. */
+char *qhi_prune_hook_save(void *user);
+qh_status qhi_prune_hook_restore(void *user, const char *text, qh_error *err);
 void qhi_prune_hook_end(qhi_prune_hook *h);
 
 #endif /* QH_PRUNE_RUN_H */

@@ -65,8 +65,7 @@ static qh_status parse_layers(const json_t *arr, qh_stage_metrics *m, qh_error *
     return QH_OK;
 }
 
-/* A pruning schedule's events (events_json in qh_outputs.c), the unlisted ones counted. */
-static void parse_events(const json_t *o, qh_stage_metrics *m)
+void qhi_events_get(const json_t *o, qh_stage_metrics *m)
 {
     const json_t *arr = json_object_get(o, "prune_events");
     size_t n = json_array_size(arr);
@@ -123,7 +122,7 @@ static qh_status parse_stage(const json_t *o, const qh_stage *s, qh_stage_metric
     m->model_bytes = (int64_t)num(o, "model_bytes");
     m->params = (int64_t)num(o, "params");
     snprintf(m->model_file, sizeof m->model_file, "%s", str(o, "model_file"));
-    parse_events(o, m);
+    qhi_events_get(o, m);
     parse_structured(json_object_get(o, "structured"), &m->structured);
     qh_status st = parse_epochs(json_object_get(o, "epochs"), m, err);
     return st == QH_OK ? parse_layers(json_object_get(o, "layers"), m, err) : st;

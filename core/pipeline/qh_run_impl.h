@@ -87,6 +87,12 @@ typedef struct qh_run {
 
 /* Rewrites metrics.json, results.csv and report.md from run->metrics[0..n_stages_done). */
 qh_status qhi_write_metrics(const qh_run *run, qh_error *err);
+/* A stage's pruning events as metrics.json keeps them ("prune_events", the listed ones, and
+ * "prune_events_not_listed"): put into the object o (qh_outputs.c), read back from it (qh_resume.c),
+ * in metrics.json and in a train stage's checkpoint. */
+struct json_t;
+void qhi_events_put(struct json_t *o, const qh_stage_metrics *m);
+void qhi_events_get(const struct json_t *o, qh_stage_metrics *m);
 qh_status qhi_write_manifest(const qh_run *run, qh_error *err);
 /* Writes the quantized form (codes packed at their bit width, scales, zero points, code books,
  * permutations) with one JSON description per weight in the metadata (read by `qhost inspect`). */

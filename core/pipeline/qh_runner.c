@@ -343,6 +343,8 @@ static qh_status run_train(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
     }
     if (hook) {
         o.epoch_hook = qhi_prune_hook_call;
+        o.hook_save = qhi_prune_hook_save;
+        o.hook_restore = qhi_prune_hook_restore;
         o.hook_user = hook;
         if (qhi_prune_hook_blocks_checkpoint(hook))
             o.checkpoint = NULL;

@@ -338,6 +338,30 @@ static qh_status call_hook(train_run *t, qh_train_options *opt, int64_t epochs_d
     return st;
 }
 
+static qh_status save_checkpoint(const train_run *t, const qh_train_options *opt, const qh_rng *rng, qh_error *err)
+{
+    char *hook_state = opt->hook_save ? opt->hook_save(opt->hook_user) : NULL;
+    qh_status st = qhi_checkpoint_save(opt->checkpoint, opt->stage, t->g, t->s, t->cfg, rng, hook_state, err);
+    free(hook_state);
+    return st;
+}
+
+/* Continues from the checkpoint: the training state, then the epoch hook's own. */
+static qh_status load_checkpoint(qh_graph *g, qhi_train_state *s, const qh_train_config *cfg, const qh_rng *rng,
+                                 qh_train_options *opt, qh_error *err)
+{
+    char *hook_state = NULL;
+    qh_status st = qhi_checkpoint_load(opt->checkpoint, g, s, cfg, rng, &hook_state, err);
+    if (st == QH_OK && opt->hook_restore && (st = opt->hook_restore(opt->hook_user, hook_state, err)) != QH_OK)
+        qh_error_prefix(err, "%s", opt->checkpoint);
+    free(hook_state);
+    if (st != QH_OK)
+        return st;
+    opt->resumed_at = s->epoch;
+    qh_log(QH_LOG_INFO, "train", "resumed from %s after epoch %lld", opt->checkpoint, (long long)s->epoch);
+    return QH_OK;
+}
+
 static qh_status train_loop(train_run *t, qh_rng *rng, qh_train_options *opt, qh_error *err)
 {
     qhi_train_state *s = t->s;
@@ -354,8 +378,7 @@ static qh_status train_loop(train_run *t, qh_rng *rng, qh_train_options *opt, qh
             return st;
         s->logs[epoch] = log;
         s->epoch = epoch + 1;
-        if (opt && opt->checkpoint &&
-            (st = qhi_checkpoint_save(opt->checkpoint, opt->stage, t->g, s, t->cfg, rng, err)) != QH_OK)
+        if (opt && opt->checkpoint && (st = save_checkpoint(t, opt, rng, err)) != QH_OK)
             return st;
         if (opt && opt->stop_after_epoch > 0 && s->epoch == opt->stop_after_epoch && !s->stopped &&
             s->epoch < t->cfg->epochs)
@@ -394,12 +417,9 @@ qh_status qh_train_ex(qh_graph *g, qh_dataset *ds, const qh_train_config *cfg, i
         return st;
     }
     qh_graph_apply_masks(g);
-    if (opt && opt->resume && opt->checkpoint && access(opt->checkpoint, F_OK) == 0) {
-        if ((st = qhi_checkpoint_load(opt->checkpoint, g, &s, cfg, rng, err)) != QH_OK)
-            goto out;
-        opt->resumed_at = s.epoch;
-        qh_log(QH_LOG_INFO, "train", "resumed from %s after epoch %lld", opt->checkpoint, (long long)s.epoch);
-    }
+    if (opt && opt->resume && opt->checkpoint && access(opt->checkpoint, F_OK) == 0 &&
+        (st = load_checkpoint(g, &s, cfg, rng, opt, err)) != QH_OK)
+        goto out;
     st = train_loop(&t, rng, opt, err);
     if (st == QH_OK && cfg->keep_best && s.best_epoch >= 0) {
         if (s.best_epoch != s.epoch - 1) {

@@ -25,12 +25,14 @@ typedef struct qhi_train_state {
 void qhi_optimizer_step(qh_graph *g, qhi_train_state *s, const qh_train_config *cfg, double lr);
 
 /* The checkpoint file: weights, buffers, masks, optimizer state, rng, schedule, early stopping,
- * keep_best snapshot and the epoch logs. Written atomically. */
+ * keep_best snapshot, the epoch logs and the epoch hook's state (hook_state, NULL = none). Written
+ * atomically. */
 qh_status qhi_checkpoint_save(const char *path, const char *stage, const qh_graph *g, const qhi_train_state *s,
-                              const qh_train_config *cfg, const qh_rng *rng, qh_error *err);
-/* Restores everything qhi_checkpoint_save wrote; fails without touching g or s when the file does
- * not belong to this model, configuration, seed or training set. */
+                              const qh_train_config *cfg, const qh_rng *rng, const char *hook_state, qh_error *err);
+/* Restores everything qhi_checkpoint_save wrote, *hook_state as a copy to free() ("" when the file
+ * has none); fails without touching g or s when the file does not belong to this model,
+ * configuration, seed or training set. */
 qh_status qhi_checkpoint_load(const char *path, qh_graph *g, qhi_train_state *s, const qh_train_config *cfg,
-                              const qh_rng *rng, qh_error *err);
+                              const qh_rng *rng, char **hook_state, qh_error *err);
 
 #endif /* QH_TRAIN_IMPL_H */

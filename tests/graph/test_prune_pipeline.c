@@ -1,8 +1,9 @@
 /* test_prune_pipeline.c - pruning through qh_pipeline_run (synthetic data, MLP): a pruned,
  * fine-tuned, exported model reloaded into a new run evaluates identically and keeps its masks
  * through more training; geometric, AGP and iterative schedules during a train stage end where
- * their math says; a run interrupted inside a geometric schedule resumes bit-identically; N:M
- * masks hold in the saved model; bad pruning input fails before anything runs. */
+ * their math says; a run interrupted inside a geometric schedule resumes bit-identically, its
+ * event log included (a checkpoint whose log does not parse is refused); N:M masks hold in the
+ * saved model; bad pruning input fails before anything runs. */
 #include <math.h>
 #include <unistd.h>
 
@@ -142,8 +143,28 @@ static void test_geometric_during_training(void **state)
     assert_true(pu_metric(a, "p", "sparsity") == 0.0);
 }
 
+/* The checkpoint at `path` with its metadata "hook" (the epoch hook's state) replaced by `text`. */
+static void rewrite_hook_state(const char *path, const char *text)
+{
+    qh_safetensors *f;
+    qh_error err;
+    assert_int_equal(qh_safetensors_read(path, &f, &err), QH_OK);
+    const char *vals[16];
+    assert_true(f->n_meta <= 16);
+    bool found = false;
+    for (int32_t i = 0; i < f->n_meta; i++) {
+        found |= strcmp(f->meta_keys[i], "hook") == 0;
+        vals[i] = strcmp(f->meta_keys[i], "hook") == 0 ? text : f->meta_values[i];
+    }
+    assert_true(found);
+    assert_int_equal(qh_safetensors_write(path, (const qh_tensor *const *)f->tensors, f->n_tensors,
+                                          (const char *const *)f->meta_keys, vals, f->n_meta, &err), QH_OK);
+    qh_safetensors_free(f);
+}
+
 /* Interrupted inside [finetune] (after its epoch 2, in the middle of the events) and resumed: the
- * same files as an uninterrupted run. */
+ * same files as an uninterrupted run, and the same metrics, every pruning event listed (the one
+ * before the cut travels in the checkpoint). */
 static void test_geometric_resume_bit_identical(void **state)
 {
     (void)state;
@@ -159,10 +180,28 @@ static void test_geometric_resume_bit_identical(void **state)
     assert_int_equal(run_ini(ini, cut, false, "2", NULL, &err), QH_E_ABORTED);
     assert_int_equal(run_ini(ini, cut, true, "2", NULL, &err), QH_E_ABORTED);
     assert_non_null(strstr(err.msg, "finetune"));
+    /* a checkpoint whose event log does not parse is refused, naming the stage */
+    char ck[400];
+    snprintf(ck, sizeof ck, "%s/checkpoints/finetune.ckpt.safetensors", cut);
+    size_t n;
+    char *good = pu_slurp(ck, &n);
+    rewrite_hook_state(ck, "{\"prune_events\": [");
+    assert_int_equal(run_ini(ini, cut, true, NULL, NULL, &err), QH_E_FORMAT);
+    assert_non_null(strstr(err.msg, "finetune.ckpt.safetensors: metadata 'hook' (the pruning events of [finetune]) "
+                                    "does not parse"));
+    FILE *f = fopen(ck, "wb");
+    assert_int_equal(fwrite(good, 1, n, f), n);
+    fclose(f);
+    free(good);
     assert_int_equal(run_ini(ini, cut, true, NULL, NULL, &err), QH_OK);
     const char *files[] = {"model-finetune.safetensors", "model-train.safetensors"};
     for (int i = 0; i < 2; i++)
         pu_assert_same_file(a, cut, files[i]);
+    char *ma = pu_metrics_sans_times(a), *mb = pu_metrics_sans_times(cut);
+    assert_non_null(strstr(ma, "\"prune_events\""));
+    assert_string_equal(ma, mb);
+    free(ma);
+    free(mb);
 }
 
 /* AGP to 90 % in 3 steps every 2 epochs: global magnitude, so exactly round(0.9 N) pruned. */
@@ -258,8 +297,8 @@ static char *config_errors(const char *name, const char *stages, const char *res
 
 static void expect_in(const char *text, const char *what)
 {
-    if (!strstr(text, what))
-        fail_msg("expected '%s' in:\n%s", what, text);
+    if (!text || !strstr(text, what))
+        fail_msg("expected '%s' in:\n%s", what, text ? text : "(no output)");
 }
 
 static void test_bad_input_reported_before_anything_runs(void **state)

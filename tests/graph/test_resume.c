@@ -219,24 +219,6 @@ static qh_status run_pipeline(const qh_registry *reg, const char *dir, const cha
     return st;
 }
 
-/* metrics.json without its "wall_s" lines (times differ from run to run). */
-static char *metrics_sans_times(const char *dir)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/metrics.json", dir);
-    char *text = pu_slurp(path, NULL), *out = text;
-    for (char *line = text, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        next = next ? next + 1 : line + strlen(line);
-        if (!strstr(line, "\"wall_s\"")) {
-            memmove(out, line, (size_t)(next - line));
-            out += next - line;
-        }
-    }
-    *out = '\0';
-    return text;
-}
-
 static void test_pipeline_resume_matches_uninterrupted(void **state)
 {
     (void)state;
@@ -259,7 +241,7 @@ static void test_pipeline_resume_matches_uninterrupted(void **state)
                            "model.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         pu_assert_same_file(a, b, files[i]);
-    char *ma = metrics_sans_times(a), *mb = metrics_sans_times(b);
+    char *ma = pu_metrics_sans_times(a), *mb = pu_metrics_sans_times(b);
     assert_string_equal(ma, mb);
     free(ma);
     free(mb);

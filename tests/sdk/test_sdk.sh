@@ -29,6 +29,13 @@ cflags=$(pkg-config --cflags qhost-plugin)
 libs=$(pkg-config --libs qhost-plugin)
 [[ $cflags == *"-I$dest"* ]] || fail "cflags do not point into the destdir: $cflags"
 [[ $libs == *"-L$dest"* ]] || fail "libs do not point into the destdir: $libs"
+# the advertised ABI version is the installed header's
+header=$(find "$dest" -path '*/include/qhost/qh_plugin.h')
+for part in major minor; do
+    want=$(sed -n "s/^#define QH_ABI_${part^^} \([0-9]*\)$/\1/p" "$header")
+    got=$(pkg-config --variable=abi_$part qhost-plugin)
+    [ -n "$want" ] && [ "$got" = "$want" ] || fail "qhost-plugin.pc says abi_$part=$got, qh_plugin.h says $want"
+done
 
 # 3. build the example out of tree (a copy, so the source tree stays clean)
 cp -r "$example/pow2" "$tmp/pow2"

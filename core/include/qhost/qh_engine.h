@@ -143,6 +143,12 @@ typedef struct qh_train_options {
      * change masks (pruning schedules) and set *stop to end the stage there. */
     qh_status (*epoch_hook)(void *user, qh_graph *g, int64_t epochs_done, bool *stop, qh_error *err);
     void *hook_user;
+    /* appended, optional: the hook's own state, kept in every checkpoint so that a resumed stage
+     * gets it back (a pruning schedule's event log). hook_save returns text the caller frees with
+     * free() (NULL: nothing to keep); on resume hook_restore receives it, or "" when the checkpoint
+     * holds none, before the first epoch_hook call. */
+    char *(*hook_save)(void *user);
+    qh_status (*hook_restore)(void *user, const char *text, qh_error *err);
 } qh_train_options;
 
 /* qh_train with the options above. Every epoch's shuffle, augmentation and dropout draw from
