@@ -11,8 +11,13 @@
  * (with -t 1 the work itself, which other processes on a shared machine do not inflate);
  * "other" = loss, SGD step, batch copy; then the 12 nodes that took the most CPU time.
  *
+ * "infer_act_mib": the activation buffers inference allocated. --private-outputs gives every node
+ * its own output buffer at inference too (as before outputs shared buffers by liveness), for a
+ * side-by-side comparison.
+ *
  * usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES]
- *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--label TEXT] */
+ *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--private-outputs]
+ *                     [--label TEXT] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +35,7 @@ typedef struct opts {
     int c, h, w, batch, threads, reps, train_batches;
     const char *sets[MAX_SETS];
     int n_sets;
-    int infer, train, profile;
+    int infer, train, profile, private_outputs;
 } opts;
 
 typedef struct mem {
@@ -55,7 +60,7 @@ static qh_status mem_load(void *state, qh_split split, const int64_t *idx, int64
 static int usage(void)
 {
     fprintf(stderr, "usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES] "
-                    "[-s key=value]... [--no-train] [--no-infer] [--profile] [--label TEXT]\n");
+                    "[-s key=value]... [--no-train] [--no-infer] [--profile] [--private-outputs] [--label TEXT]\n");
     return 2;
 }
 
@@ -77,6 +82,8 @@ static int parse(int argc, char **argv, opts *o)
             o->infer = 0;
         else if (!strcmp(a, "--profile"))
             o->profile = 1;
+        else if (!strcmp(a, "--private-outputs"))
+            o->private_outputs = 1;
         else if (!v)
             return usage();
         else if (!strcmp(a, "-b"))
@@ -143,11 +150,13 @@ static int64_t graph_macs(const qh_graph *g)
 }
 
 /* Inference: repeated forward passes over the batches of m, ~0.5 s per measurement. */
-static int measure_infer(const opts *o, qh_graph *g, const mem *m, double *rate, qh_error *err)
+static int measure_infer(const opts *o, qh_graph *g, const mem *m, double *rate, double *act_mib, qh_error *err)
 {
     int64_t nb = o->train_batches, stride = (int64_t)o->batch * m->sample;
+    g->keep_outputs = o->private_outputs;
     if (!qh_graph_forward(g, m->x, o->batch, false, NULL, err)) /* warm-up: buffers, pages */
         return -1;
+    *act_mib = (double)g->act_bytes / (1 << 20);
     for (int r = 0; r < o->reps; r++) {
         int64_t iters = 0;
         double t0 = qh_now_s(), t;
@@ -302,7 +311,7 @@ static int profile_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_err
     return 0;
 }
 
-static void print_json(const opts *o, int64_t macs, double *inf, double *trn)
+static void print_json(const opts *o, int64_t macs, double *inf, double *trn, double act_mib)
 {
     int k = o->reps;
     qsort(inf, (size_t)k, sizeof *inf, qh_cmp_double);
@@ -311,9 +320,9 @@ static void print_json(const opts *o, int64_t macs, double *inf, double *trn)
     printf("{\"impl\": \"qhost\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"reps\": %d, "
            "\"macs_per_img\": %lld, \"infer_img_s\": %.1f, \"infer_min\": %.1f, \"infer_max\": %.1f, "
            "\"infer_gflops\": %.1f, \"train_img_s\": %.1f, \"train_min\": %.1f, \"train_max\": %.1f, "
-           "\"train_gflops\": %.1f}\n",
+           "\"train_gflops\": %.1f, \"infer_act_mib\": %.1f}\n",
            o->label, o->threads, o->batch, k, (long long)macs, inf[k / 2], inf[0], inf[k - 1], gi, trn[k / 2], trn[0],
-           trn[k - 1], gt);
+           trn[k - 1], gt, act_mib);
 }
 
 int main(int argc, char **argv)
@@ -345,13 +354,13 @@ int main(int argc, char **argv)
         m.x[i] = (float)qh_rng_normal(&rng);
     for (int64_t i = 0; i < n; i++)
         m.y[i] = (int32_t)qh_rng_below(&rng, 10);
-    double inf[MAX_REPS] = {0}, trn[MAX_REPS] = {0};
-    if ((o.infer && measure_infer(&o, g, &m, inf, &err)) || (o.train && measure_train(&o, g, &m, &rng, trn, &err)) ||
+    double inf[MAX_REPS] = {0}, trn[MAX_REPS] = {0}, act_mib = 0.0;
+    if ((o.infer && measure_infer(&o, g, &m, inf, &act_mib, &err)) || (o.train && measure_train(&o, g, &m, &rng, trn, &err)) ||
         (o.profile && profile_train(&o, g, &m, &rng, &err))) {
         fprintf(stderr, "bench-models: %s\n", err.msg);
         return 1;
     }
-    print_json(&o, graph_macs(g), inf, trn);
+    print_json(&o, graph_macs(g), inf, trn, act_mib);
     free(m.x);
     free(m.y);
     qh_graph_free(g);

@@ -48,9 +48,105 @@ static void plan_fusion(qh_graph *g)
     }
 }
 
+/* The node whose own buffer holds node i's value after an inference pass: flatten, a folded
+ * activation and dropout (the identity at inference) hand their input's on. QH_INPUT: the input. */
+static int32_t holder_of(const qh_graph *g, int32_t i)
+{
+    while (i >= 0 && (g->nodes[i].op == QH_OP_FLATTEN || g->nodes[i].op == QH_OP_DROPOUT || g->nodes[i].fused_away))
+        i = g->nodes[i].input;
+    return i;
+}
+
+/* Inference without gradients: a node that writes a value holds a shared buffer (a slot) from its
+ * own step to the last step that reads the value (the graph's output: to the end). In execution
+ * order, a node takes the smallest free slot that fits, else grows the largest free one, else opens
+ * a new one; a slot is free once its last reader ran, so no node writes a buffer it reads.
+ * slot_of[i] = -1 for nodes that write nothing; returns the number of slots. */
+static int32_t plan_slots(const qh_graph *g, int32_t *slot_of, int64_t *slot_numel, int32_t *last, int32_t *busy)
+{
+    int32_t n = g->n_nodes, n_slots = 0;
+    for (int32_t i = 0; i < n; i++)
+        last[i] = i;
+    for (int32_t j = 0; j < n; j++) {
+        const qh_node *nd = &g->nodes[j];
+        int32_t h[2] = {holder_of(g, nd->input), nd->input2 >= 0 ? holder_of(g, nd->input2) : QH_INPUT};
+        for (int k = 0; k < 2; k++)
+            if (h[k] >= 0 && last[h[k]] < j)
+                last[h[k]] = j;
+    }
+    if (holder_of(g, n - 1) >= 0)
+        last[holder_of(g, n - 1)] = n;
+    for (int32_t i = 0; i < n; i++) {
+        slot_of[i] = -1;
+        if (holder_of(g, i) != i)
+            continue;
+        int64_t need = g->nodes[i].numel;
+        int32_t fit = -1, grow = -1;
+        for (int32_t k = 0; k < n_slots; k++) {
+            if (busy[k] >= i)
+                continue;
+            if (slot_numel[k] >= need && (fit < 0 || slot_numel[k] < slot_numel[fit]))
+                fit = k;
+            if (slot_numel[k] < need && (grow < 0 || slot_numel[k] > slot_numel[grow]))
+                grow = k;
+        }
+        int32_t k = fit >= 0 ? fit : grow;
+        if (k < 0) {
+            k = n_slots++;
+            slot_numel[k] = 0;
+        }
+        if (slot_numel[k] < need)
+            slot_numel[k] = need;
+        busy[k] = last[i];
+        slot_of[i] = k;
+    }
+    return n_slots;
+}
+
+/* Output buffers shared by liveness (inference only): a few slots instead of one per node. */
+static qh_status share_outputs(qh_graph *g, int64_t cap)
+{
+    int32_t n = g->n_nodes;
+    int32_t *ints = malloc(sizeof(int32_t) * 4 * (size_t)(n + 1));
+    int64_t *slot_numel = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    qh_status st = ints && slot_numel ? QH_OK : QH_E_NOMEM;
+    int32_t *slot_of = ints, *last = ints + n + 1, *busy = ints + 2 * (n + 1);
+    int64_t argmax_numel = 0;
+    if (st == QH_OK) {
+        g->shared_outs = true;
+        g->n_slots = plan_slots(g, slot_of, slot_numel, last, busy);
+        if (!(g->slots = calloc((size_t)g->n_slots + 1, sizeof *g->slots)))
+            st = QH_E_NOMEM;
+    }
+    for (int32_t k = 0; st == QH_OK && k < g->n_slots; k++) {
+        if (!(g->slots[k] = alloc_floats(cap * slot_numel[k])))
+            st = QH_E_NOMEM;
+        g->act_bytes += cap * slot_numel[k] * (int64_t)sizeof(float);
+    }
+    for (int32_t i = 0; st == QH_OK && i < n; i++) {
+        qh_node *nd = &g->nodes[i];
+        nd->out = slot_of[i] >= 0 ? g->slots[slot_of[i]] : NULL;
+        if (nd->op == QH_OP_MAXPOOL2D && nd->numel > argmax_numel)
+            argmax_numel = nd->numel;
+    }
+    if (st == QH_OK && argmax_numel > 0) {
+        if (!(g->shared_argmax = qh_alloc_aligned((size_t)(cap * argmax_numel) * sizeof(int32_t))))
+            st = QH_E_NOMEM;
+        g->act_bytes += cap * argmax_numel * (int64_t)sizeof(int32_t);
+        for (int32_t i = 0; st == QH_OK && i < n; i++)
+            if (g->nodes[i].op == QH_OP_MAXPOOL2D)
+                g->nodes[i].argmax = g->shared_argmax;
+    }
+    free(ints);
+    free(slot_numel);
+    return st;
+}
+
+/* Buffers for batches of up to n samples. With gradients (training) every node keeps its output
+ * and gradient, which the backward pass reads; without, outputs share slots by liveness. */
 static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error *err)
 {
-    if (n <= g->batch_cap && (!training || g->grads_allocated))
+    if (n <= g->batch_cap && (!training || g->grads_allocated) && !(g->shared_outs && g->keep_outputs))
         return QH_OK;
     int64_t cap = n > g->batch_cap ? n : g->batch_cap;
     bool with_grads = training || g->grads_allocated;
@@ -58,34 +154,40 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     plan_fusion(g);
     size_t ws = 0;
     int64_t max_numel = 0;
+    bool share = !with_grads && !g->keep_outputs;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
         nd->alias = nd->op == QH_OP_FLATTEN;
         if (nd->in_numel > max_numel)
             max_numel = nd->in_numel;
-        if (nd->alias)
-            continue;
-        /* a folded activation reads and writes no buffer of its own (only its gradient) */
-        if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
-            goto nomem;
-        if (with_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
-            goto nomem;
-        if (nd->op == QH_OP_MAXPOOL2D &&
-            !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
-            goto nomem;
-        if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
-            goto nomem;
-        if (nd->op == QH_OP_BATCHNORM2D &&
-            (!(nd->save_mean = alloc_floats(nd->shape[0])) || !(nd->save_invstd = alloc_floats(nd->shape[0])) ||
-             !(nd->bn_scale = alloc_floats(nd->shape[0])) || !(nd->bn_shift = alloc_floats(nd->shape[0]))))
-            goto nomem;
         if (nd->op == QH_OP_CONV2D) {
             qh_conv2d_shape s = qhi_conv_shape(nd, cap);
             size_t need = qh_k_conv2d_ws_size(&s);
             if (need > ws)
                 ws = need;
         }
+        if (nd->op == QH_OP_BATCHNORM2D &&
+            (!(nd->save_mean = alloc_floats(nd->shape[0])) || !(nd->save_invstd = alloc_floats(nd->shape[0])) ||
+             !(nd->bn_scale = alloc_floats(nd->shape[0])) || !(nd->bn_shift = alloc_floats(nd->shape[0]))))
+            goto nomem;
+        if (nd->alias || share)
+            continue;
+        /* a folded activation reads and writes no buffer of its own (only its gradient) */
+        int64_t bytes = cap * nd->numel * (int64_t)sizeof(float);
+        if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
+            goto nomem;
+        if (with_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
+            goto nomem;
+        g->act_bytes += bytes * (!nd->fused_away + with_grads);
+        if (nd->op == QH_OP_MAXPOOL2D &&
+            !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
+            goto nomem;
+        g->act_bytes += nd->op == QH_OP_MAXPOOL2D ? bytes : 0;
+        if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
+            goto nomem;
     }
+    if (share && share_outputs(g, cap) != QH_OK)
+        goto nomem;
     if (ws && !(g->ws = qh_alloc_aligned(ws)))
         goto nomem;
     g->ws_size = ws;

@@ -40,11 +40,12 @@ void qhi_graph_free_exec(qh_graph *g)
 {
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
-        if (!nd->alias) {
+        if (!nd->alias && !g->shared_outs)
             qh_free_aligned(nd->out);
+        if (!nd->alias)
             qh_free_aligned(nd->grad);
-        }
-        qh_free_aligned(nd->argmax);
+        if (!g->shared_outs)
+            qh_free_aligned(nd->argmax);
         qh_free_aligned(nd->drop_mask);
         qh_free_aligned(nd->save_mean);
         qh_free_aligned(nd->save_invstd);
@@ -56,6 +57,15 @@ void qhi_graph_free_exec(qh_graph *g)
         nd->drop_mask = NULL;
         nd->save_mean = nd->save_invstd = NULL;
     }
+    for (int32_t k = 0; k < g->n_slots; k++)
+        qh_free_aligned(g->slots[k]);
+    free(g->slots);
+    qh_free_aligned(g->shared_argmax);
+    g->slots = NULL;
+    g->n_slots = 0;
+    g->shared_argmax = NULL;
+    g->shared_outs = false;
+    g->act_bytes = 0;
     qh_free_aligned(g->ws);
     qh_free_aligned(g->scratch);
     g->ws = NULL;

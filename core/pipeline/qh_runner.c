@@ -355,6 +355,9 @@ static qh_status run_train(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
     qhi_prune_hook_end(hook);
     mark_frozen(run->g, cfg->freeze, false);
     m->n_epochs = (int32_t)o.epochs_done;
+    /* the training buffers (an output and a gradient per node) are not kept for the stages after:
+     * inference allocates its own, shared by liveness, a fraction of them */
+    qhi_graph_free_exec(run->g);
     return st;
 }
 

@@ -4,7 +4,9 @@
  *  - bad options and too-small inputs fail with a message that names the problem;
  *  - a forward pass of every model gives finite logits of the right shape;
  *  - resnet20 (PyTorch-made F16 state_dict, loaded unchanged), resnet20 with option-A shortcuts
- *    and mobilenetv2_cifar (closed-form weights) reproduce PyTorch's eval-mode logits. */
+ *    and mobilenetv2_cifar (closed-form weights) reproduce PyTorch's eval-mode logits;
+ *  - at inference, node outputs sharing buffers by liveness give the same bits as one buffer per
+ *    node, in a fraction of the memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/qh_graph_impl.h"
 #include "qhost/qh_config.h"
 #include "qhost/qh_engine.h"
 #include "qhost/qh_safetensors.h"
@@ -359,6 +362,52 @@ static void test_golden_logits(void **state)
     qh_safetensors_free(file);
 }
 
+/* One model at inference, shared output buffers against one buffer per node (keep_outputs): the
+ * same logits bit for bit, twice in a row; returns private bytes / shared bytes. */
+static double shared_case(const char *model, const char *const *opts, int32_t c, int32_t h, int32_t w)
+{
+    enum { N = 3 };
+    qh_error err = {{0}};
+    qh_graph *gs = build(model, opts, c, h, w, &err), *gp = build(model, opts, c, h, w, &err);
+    assert_non_null(gs);
+    assert_non_null(gp);
+    fill_zoo_values(gs);
+    fill_zoo_values(gp);
+    gp->keep_outputs = true;
+    int64_t sample = (int64_t)c * h * w;
+    float *x = malloc(sizeof(float) * (size_t)(N * sample));
+    for (int64_t i = 0; i < N * sample; i++)
+        x[i] = (float)zoo_uniform(7, i);
+    float ys[N * 10], yp[N * 10];
+    for (int rep = 0; rep < 2; rep++) {
+        const float *a = qh_graph_forward(gs, x, N, false, NULL, &err), *b = qh_graph_forward(gp, x, N, false, NULL, &err);
+        assert_non_null(a);
+        assert_non_null(b);
+        memcpy(ys, a, sizeof ys);
+        memcpy(yp, b, sizeof yp);
+        assert_memory_equal(ys, yp, sizeof ys);
+    }
+    assert_true(gs->shared_outs && !gp->shared_outs);
+    double ratio = (double)gp->act_bytes / (double)gs->act_bytes;
+    print_message("%s on %dx%dx%d: %d shared buffers, %.1f KiB vs %.1f KiB one per node (%.1fx)\n", model, c, h,
+                  w, gs->n_slots, gs->act_bytes / 1024.0, gp->act_bytes / 1024.0, ratio);
+    free(x);
+    qh_graph_free(gs);
+    qh_graph_free(gp);
+    return ratio;
+}
+
+static void test_shared_buffers(void **state)
+{
+    (void)state;
+    assert_true(shared_case("alexnet", (const char *const[]){"resize=63", NULL}, 3, 32, 32) > 1.0);
+    assert_true(shared_case("alexnet_small", NULL, 3, 32, 32) > 1.0);
+    assert_true(shared_case("resnet20", (const char *const[]){"shortcut=A", NULL}, 1, 28, 28) > 4.0);
+    assert_true(shared_case("resnet18_cifar", NULL, 3, 32, 32) > 3.0);
+    assert_true(shared_case("mobilenetv2_cifar", NULL, 3, 32, 32) > 4.0);
+    assert_true(shared_case("lenet5", (const char *const[]){"variant=gpfq", NULL}, 1, 32, 32) > 1.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_min_sizes),
         cmocka_unit_test(test_forward_smoke),
         cmocka_unit_test(test_golden_logits),
+        cmocka_unit_test(test_shared_buffers),
     };
     return cmocka_run_group_tests_name("zoo", tests, setup, teardown);
 }
