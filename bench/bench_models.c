@@ -11,12 +11,13 @@
  * (with -t 1 the work itself, which other processes on a shared machine do not inflate);
  * "other" = loss, SGD step, batch copy; then the 12 nodes that took the most CPU time.
  *
- * "infer_act_mib": the activation buffers inference allocated. --private-outputs gives every node
- * its own output buffer at inference too (as before outputs shared buffers by liveness), for a
- * side-by-side comparison.
+ * "infer_act_mib", "train_act_mib": the activation (and gradient) buffers inference and training
+ * allocated. --private-buffers gives every node its own output and gradient buffer (as before
+ * outputs at inference and gradients in training shared buffers by liveness), for a side-by-side
+ * comparison.
  *
  * usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES]
- *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--private-outputs]
+ *                     [-s key=value]... [--no-train] [--no-infer] [--profile] [--private-buffers]
  *                     [--label TEXT] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ typedef struct opts {
     int c, h, w, batch, threads, reps, train_batches;
     const char *sets[MAX_SETS];
     int n_sets;
-    int infer, train, profile, private_outputs;
+    int infer, train, profile, private_buffers;
 } opts;
 
 typedef struct mem {
@@ -60,7 +61,7 @@ static qh_status mem_load(void *state, qh_split split, const int64_t *idx, int64
 static int usage(void)
 {
     fprintf(stderr, "usage: bench-models MODEL C H W [-b BATCH] [-t THREADS] [-r REPS] [-k TRAIN_BATCHES] "
-                    "[-s key=value]... [--no-train] [--no-infer] [--profile] [--private-outputs] [--label TEXT]\n");
+                    "[-s key=value]... [--no-train] [--no-infer] [--profile] [--private-buffers] [--label TEXT]\n");
     return 2;
 }
 
@@ -82,8 +83,8 @@ static int parse(int argc, char **argv, opts *o)
             o->infer = 0;
         else if (!strcmp(a, "--profile"))
             o->profile = 1;
-        else if (!strcmp(a, "--private-outputs"))
-            o->private_outputs = 1;
+        else if (!strcmp(a, "--private-buffers"))
+            o->private_buffers = 1;
         else if (!v)
             return usage();
         else if (!strcmp(a, "-b"))
@@ -153,7 +154,6 @@ static int64_t graph_macs(const qh_graph *g)
 static int measure_infer(const opts *o, qh_graph *g, const mem *m, double *rate, double *act_mib, qh_error *err)
 {
     int64_t nb = o->train_batches, stride = (int64_t)o->batch * m->sample;
-    g->keep_outputs = o->private_outputs;
     if (!qh_graph_forward(g, m->x, o->batch, false, NULL, err)) /* warm-up: buffers, pages */
         return -1;
     *act_mib = (double)g->act_bytes / (1 << 20);
@@ -186,10 +186,11 @@ static double train_epoch(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_er
 }
 
 /* Training: one epoch over train_batches batches per measurement. */
-static int measure_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, double *rate, qh_error *err)
+static int measure_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, double *rate, double *act_mib, qh_error *err)
 {
     if (train_epoch(o, g, m, rng, err) < 0) /* warm-up */
         return -1;
+    *act_mib = (double)g->act_bytes / (1 << 20);
     for (int r = 0; r < o->reps; r++) {
         double t = train_epoch(o, g, m, rng, err);
         if (t < 0)
@@ -311,7 +312,7 @@ static int profile_train(const opts *o, qh_graph *g, mem *m, qh_rng *rng, qh_err
     return 0;
 }
 
-static void print_json(const opts *o, int64_t macs, double *inf, double *trn, double act_mib)
+static void print_json(const opts *o, int64_t macs, double *inf, double *trn, const double *act_mib)
 {
     int k = o->reps;
     qsort(inf, (size_t)k, sizeof *inf, qh_cmp_double);
@@ -320,9 +321,9 @@ static void print_json(const opts *o, int64_t macs, double *inf, double *trn, do
     printf("{\"impl\": \"qhost\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"reps\": %d, "
            "\"macs_per_img\": %lld, \"infer_img_s\": %.1f, \"infer_min\": %.1f, \"infer_max\": %.1f, "
            "\"infer_gflops\": %.1f, \"train_img_s\": %.1f, \"train_min\": %.1f, \"train_max\": %.1f, "
-           "\"train_gflops\": %.1f, \"infer_act_mib\": %.1f}\n",
+           "\"train_gflops\": %.1f, \"infer_act_mib\": %.1f, \"train_act_mib\": %.1f}\n",
            o->label, o->threads, o->batch, k, (long long)macs, inf[k / 2], inf[0], inf[k - 1], gi, trn[k / 2], trn[0],
-           trn[k - 1], gt, act_mib);
+           trn[k - 1], gt, act_mib[0], act_mib[1]);
 }
 
 int main(int argc, char **argv)
@@ -340,6 +341,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-models: %s\n", err.msg);
         return 1;
     }
+    g->private_buffers = o.private_buffers;
     qh_rng rng;
     qh_rng_seed(&rng, 0);
     qh_graph_init_params(g, &rng);
@@ -354,8 +356,9 @@ int main(int argc, char **argv)
         m.x[i] = (float)qh_rng_normal(&rng);
     for (int64_t i = 0; i < n; i++)
         m.y[i] = (int32_t)qh_rng_below(&rng, 10);
-    double inf[MAX_REPS] = {0}, trn[MAX_REPS] = {0}, act_mib = 0.0;
-    if ((o.infer && measure_infer(&o, g, &m, inf, &act_mib, &err)) || (o.train && measure_train(&o, g, &m, &rng, trn, &err)) ||
+    double inf[MAX_REPS] = {0}, trn[MAX_REPS] = {0}, act_mib[2] = {0.0, 0.0};
+    if ((o.infer && measure_infer(&o, g, &m, inf, &act_mib[0], &err)) ||
+        (o.train && measure_train(&o, g, &m, &rng, trn, &act_mib[1], &err)) ||
         (o.profile && profile_train(&o, g, &m, &rng, &err))) {
         fprintf(stderr, "bench-models: %s\n", err.msg);
         return 1;

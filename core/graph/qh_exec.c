@@ -57,14 +57,70 @@ static int32_t holder_of(const qh_graph *g, int32_t i)
     return i;
 }
 
-/* Inference without gradients: a node that writes a value holds a shared buffer (a slot) from its
- * own step to the last step that reads the value (the graph's output: to the end). In execution
- * order, a node takes the smallest free slot that fits, else grows the largest free one, else opens
- * a new one; a slot is free once its last reader ran, so no node writes a buffer it reads.
- * slot_of[i] = -1 for nodes that write nothing; returns the number of slots. */
-static int32_t plan_slots(const qh_graph *g, int32_t *slot_of, int64_t *slot_numel, int32_t *last, int32_t *busy)
+/* Interval colouring of buffers: item k holds a buffer of need[k] floats per sample from step
+ * start[k] to step end[k], both included, items in ascending start order. An item takes the
+ * smallest free slot that fits, else grows the largest free one, else opens a new one; a slot is
+ * free once its last holder's end is past, so no two items live at the same step share one.
+ * Fills slot_of[k] and slot_numel[slot]; returns the number of slots. */
+static int32_t assign_slots(int32_t m, const int32_t *start, const int32_t *end, const int64_t *need, int32_t *slot_of,
+                            int64_t *slot_numel, int32_t *busy)
 {
-    int32_t n = g->n_nodes, n_slots = 0;
+    int32_t n_slots = 0;
+    for (int32_t k = 0; k < m; k++) {
+        int32_t fit = -1, grow = -1;
+        for (int32_t j = 0; j < n_slots; j++) {
+            if (busy[j] >= start[k])
+                continue;
+            if (slot_numel[j] >= need[k] && (fit < 0 || slot_numel[j] < slot_numel[fit]))
+                fit = j;
+            if (slot_numel[j] < need[k] && (grow < 0 || slot_numel[j] > slot_numel[grow]))
+                grow = j;
+        }
+        int32_t j = fit >= 0 ? fit : grow;
+        if (j < 0) {
+            j = n_slots++;
+            slot_numel[j] = 0;
+        }
+        if (slot_numel[j] < need[k])
+            slot_numel[j] = need[k];
+        busy[j] = end[k];
+        slot_of[k] = j;
+    }
+    return n_slots;
+}
+
+/* The work arrays of a plan over g's nodes. */
+typedef struct plan {
+    int32_t *node, *start, *end, *slot_of, *busy;
+    int64_t *need, *slot_numel;
+    int32_t m; /* items */
+} plan;
+
+static bool plan_alloc(plan *p, int32_t n)
+{
+    size_t k = (size_t)n + 1;
+    p->node = malloc(5 * k * sizeof(int32_t));
+    p->need = malloc(2 * k * sizeof(int64_t));
+    if (!p->node || !p->need)
+        return false;
+    p->start = p->node + k, p->end = p->node + 2 * k, p->slot_of = p->node + 3 * k, p->busy = p->node + 4 * k;
+    p->slot_numel = p->need + k;
+    p->m = 0;
+    return true;
+}
+
+static void plan_free(plan *p)
+{
+    free(p->node);
+    free(p->need);
+}
+
+/* Inference: a node that writes a value holds it from its own step to the last step that reads
+ * it (the graph's output: to the end). */
+static void plan_outputs(const qh_graph *g, plan *p)
+{
+    int32_t n = g->n_nodes;
+    int32_t *last = p->busy; /* borrowed before assign_slots uses it */
     for (int32_t i = 0; i < n; i++)
         last[i] = i;
     for (int32_t j = 0; j < n; j++) {
@@ -76,77 +132,102 @@ static int32_t plan_slots(const qh_graph *g, int32_t *slot_of, int64_t *slot_num
     }
     if (holder_of(g, n - 1) >= 0)
         last[holder_of(g, n - 1)] = n;
-    for (int32_t i = 0; i < n; i++) {
-        slot_of[i] = -1;
-        if (holder_of(g, i) != i)
-            continue;
-        int64_t need = g->nodes[i].numel;
-        int32_t fit = -1, grow = -1;
-        for (int32_t k = 0; k < n_slots; k++) {
-            if (busy[k] >= i)
-                continue;
-            if (slot_numel[k] >= need && (fit < 0 || slot_numel[k] < slot_numel[fit]))
-                fit = k;
-            if (slot_numel[k] < need && (grow < 0 || slot_numel[k] > slot_numel[grow]))
-                grow = k;
+    for (int32_t i = 0; i < n; i++)
+        if (holder_of(g, i) == i) {
+            p->node[p->m] = i, p->start[p->m] = i, p->end[p->m] = last[i], p->need[p->m] = g->nodes[i].numel;
+            p->m++;
         }
-        int32_t k = fit >= 0 ? fit : grow;
-        if (k < 0) {
-            k = n_slots++;
-            slot_numel[k] = 0;
-        }
-        if (slot_numel[k] < need)
-            slot_numel[k] = need;
-        busy[k] = last[i];
-        slot_of[i] = k;
-    }
-    return n_slots;
 }
 
-/* Output buffers shared by liveness (inference only): a few slots instead of one per node. */
-static qh_status share_outputs(qh_graph *g, int64_t cap)
+/* Training: the backward pass runs nodes from the last to the first. A node's gradient is written
+ * first at the step of its last consumer (the output node's: before the first step) and read last
+ * at its own step; in backward time (n - index) that is the interval [n - last consumer, n - node]. */
+static void plan_grads(const qh_graph *g, plan *p)
 {
     int32_t n = g->n_nodes;
-    int32_t *ints = malloc(sizeof(int32_t) * 4 * (size_t)(n + 1));
-    int64_t *slot_numel = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    qh_status st = ints && slot_numel ? QH_OK : QH_E_NOMEM;
-    int32_t *slot_of = ints, *last = ints + n + 1, *busy = ints + 2 * (n + 1);
-    int64_t argmax_numel = 0;
+    int32_t *first = p->busy; /* last consumer, borrowed before assign_slots uses it */
+    for (int32_t i = 0; i < n; i++)
+        first[i] = i;
+    for (int32_t j = 0; j < n; j++) {
+        const qh_node *nd = &g->nodes[j];
+        int32_t o[2] = {owner_of(g, nd->input), nd->input2 >= 0 ? owner_of(g, nd->input2) : QH_INPUT};
+        for (int k = 0; k < 2; k++)
+            if (o[k] >= 0 && first[o[k]] < j)
+                first[o[k]] = j;
+    }
+    if (owner_of(g, n - 1) >= 0)
+        first[owner_of(g, n - 1)] = n;
+    for (int32_t i = n - 1; i >= 0; i--) /* by last consumer, latest first (insertion, stable) */
+        if (!g->nodes[i].alias) {
+            int32_t k = p->m++;
+            for (; k > 0 && first[p->node[k - 1]] < first[i]; k--)
+                p->node[k] = p->node[k - 1];
+            p->node[k] = i;
+        }
+    for (int32_t k = 0; k < p->m; k++) {
+        int32_t i = p->node[k];
+        p->start[k] = n - first[i], p->end[k] = n - i, p->need[k] = g->nodes[i].numel;
+    }
+}
+
+/* Shares the buffers of g's nodes by liveness: outputs at inference, gradients in training. */
+static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
+{
+    plan p;
+    qh_status st = plan_alloc(&p, g->n_nodes) ? QH_OK : QH_E_NOMEM;
     if (st == QH_OK) {
-        g->shared_outs = true;
-        g->n_slots = plan_slots(g, slot_of, slot_numel, last, busy);
+        if (grads)
+            plan_grads(g, &p);
+        else
+            plan_outputs(g, &p);
+        g->n_slots = assign_slots(p.m, p.start, p.end, p.need, p.slot_of, p.slot_numel, p.busy);
         if (!(g->slots = calloc((size_t)g->n_slots + 1, sizeof *g->slots)))
             st = QH_E_NOMEM;
     }
-    for (int32_t k = 0; st == QH_OK && k < g->n_slots; k++) {
-        if (!(g->slots[k] = alloc_floats(cap * slot_numel[k])))
+    if (st == QH_OK) {
+        if (grads)
+            g->shared_grads = true;
+        else
+            g->shared_outs = true;
+    }
+    for (int32_t j = 0; st == QH_OK && j < g->n_slots; j++) {
+        if (!(g->slots[j] = alloc_floats(cap * p.slot_numel[j])))
             st = QH_E_NOMEM;
-        g->act_bytes += cap * slot_numel[k] * (int64_t)sizeof(float);
+        g->act_bytes += cap * p.slot_numel[j] * (int64_t)sizeof(float);
     }
-    for (int32_t i = 0; st == QH_OK && i < n; i++) {
-        qh_node *nd = &g->nodes[i];
-        nd->out = slot_of[i] >= 0 ? g->slots[slot_of[i]] : NULL;
-        if (nd->op == QH_OP_MAXPOOL2D && nd->numel > argmax_numel)
-            argmax_numel = nd->numel;
+    for (int32_t k = 0; st == QH_OK && k < p.m; k++) {
+        qh_node *nd = &g->nodes[p.node[k]];
+        *(grads ? &nd->grad : &nd->out) = g->slots[p.slot_of[k]];
     }
-    if (st == QH_OK && argmax_numel > 0) {
-        if (!(g->shared_argmax = qh_alloc_aligned((size_t)(cap * argmax_numel) * sizeof(int32_t))))
-            st = QH_E_NOMEM;
-        g->act_bytes += cap * argmax_numel * (int64_t)sizeof(int32_t);
-        for (int32_t i = 0; st == QH_OK && i < n; i++)
-            if (g->nodes[i].op == QH_OP_MAXPOOL2D)
-                g->nodes[i].argmax = g->shared_argmax;
-    }
-    free(ints);
-    free(slot_numel);
+    plan_free(&p);
     return st;
 }
 
-/* Buffers for batches of up to n samples. With gradients (training) every node keeps its output
- * and gradient, which the backward pass reads; without, outputs share slots by liveness. */
+/* Max pooling's argmax is read only by the backward pass: at inference one buffer serves all. */
+static qh_status share_argmax(qh_graph *g, int64_t cap)
+{
+    int64_t numel = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == QH_OP_MAXPOOL2D && g->nodes[i].numel > numel)
+            numel = g->nodes[i].numel;
+    if (!numel)
+        return QH_OK;
+    if (!(g->shared_argmax = qh_alloc_aligned((size_t)(cap * numel) * sizeof(int32_t))))
+        return QH_E_NOMEM;
+    g->act_bytes += cap * numel * (int64_t)sizeof(int32_t);
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == QH_OP_MAXPOOL2D)
+            g->nodes[i].argmax = g->shared_argmax;
+    return QH_OK;
+}
+
+/* Buffers for batches of up to n samples. In training every node keeps its output, which the
+ * backward pass reads, and gradients share buffers by liveness; at inference outputs share them.
+ * g->private_buffers gives every node its own. */
 static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error *err)
 {
-    if (n <= g->batch_cap && (!training || g->grads_allocated) && !(g->shared_outs && g->keep_outputs))
+    bool shared = g->shared_outs || g->shared_grads;
+    if (n <= g->batch_cap && (!training || g->grads_allocated) && !(shared && g->private_buffers))
         return QH_OK;
     int64_t cap = n > g->batch_cap ? n : g->batch_cap;
     bool with_grads = training || g->grads_allocated;
@@ -154,7 +235,7 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     plan_fusion(g);
     size_t ws = 0;
     int64_t max_numel = 0;
-    bool share = !with_grads && !g->keep_outputs;
+    bool share_outs = !with_grads && !g->private_buffers, share_grads = with_grads && !g->private_buffers;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
         nd->alias = nd->op == QH_OP_FLATTEN;
@@ -170,15 +251,15 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
             (!(nd->save_mean = alloc_floats(nd->shape[0])) || !(nd->save_invstd = alloc_floats(nd->shape[0])) ||
              !(nd->bn_scale = alloc_floats(nd->shape[0])) || !(nd->bn_shift = alloc_floats(nd->shape[0]))))
             goto nomem;
-        if (nd->alias || share)
+        if (nd->alias || share_outs)
             continue;
         /* a folded activation reads and writes no buffer of its own (only its gradient) */
         int64_t bytes = cap * nd->numel * (int64_t)sizeof(float);
         if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
             goto nomem;
-        if (with_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
+        if (with_grads && !share_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
             goto nomem;
-        g->act_bytes += bytes * (!nd->fused_away + with_grads);
+        g->act_bytes += bytes * (!nd->fused_away + (with_grads && !share_grads));
         if (nd->op == QH_OP_MAXPOOL2D &&
             !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
             goto nomem;
@@ -186,7 +267,9 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
         if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
             goto nomem;
     }
-    if (share && share_outputs(g, cap) != QH_OK)
+    if ((share_outs || share_grads) && share_buffers(g, cap, share_grads) != QH_OK)
+        goto nomem;
+    if (share_outs && share_argmax(g, cap) != QH_OK)
         goto nomem;
     if (ws && !(g->ws = qh_alloc_aligned(ws)))
         goto nomem;

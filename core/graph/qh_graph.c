@@ -42,7 +42,7 @@ void qhi_graph_free_exec(qh_graph *g)
         qh_node *nd = &g->nodes[i];
         if (!nd->alias && !g->shared_outs)
             qh_free_aligned(nd->out);
-        if (!nd->alias)
+        if (!nd->alias && !g->shared_grads)
             qh_free_aligned(nd->grad);
         if (!g->shared_outs)
             qh_free_aligned(nd->argmax);
@@ -64,7 +64,7 @@ void qhi_graph_free_exec(qh_graph *g)
     g->slots = NULL;
     g->n_slots = 0;
     g->shared_argmax = NULL;
-    g->shared_outs = false;
+    g->shared_outs = g->shared_grads = false;
     g->act_bytes = 0;
     qh_free_aligned(g->ws);
     qh_free_aligned(g->scratch);

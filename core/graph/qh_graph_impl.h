@@ -57,14 +57,14 @@ struct qh_graph {
     /* execution */
     int64_t batch_cap;             /* buffers are sized for this many samples */
     bool grads_allocated;
-    /* Without gradients, node outputs share a few buffers by liveness (qh_exec.c): out points into
-     * slots, and max pooling's argmax (unused at inference) is one buffer for all. */
-    bool shared_outs;
+    /* Buffers shared by liveness (qh_exec.c): at inference node outputs point into slots and max
+     * pooling's argmax (unused there) is one buffer for all; in training the gradients do. */
+    bool shared_outs, shared_grads;
     float **slots;
     int32_t n_slots;
     int32_t *shared_argmax;
-    bool keep_outputs;             /* every node keeps its own output at inference too: an inner
-                                    * node's value can be read after the pass (tests, debugging) */
+    bool private_buffers;          /* every node keeps its own output and gradient: an inner node's
+                                    * value can be read after a pass (tests, debugging, benchmarks) */
     int64_t act_bytes;             /* bytes of activation (and gradient) buffers now allocated */
     int64_t batch_n;               /* samples of the last forward */
     bool last_training;

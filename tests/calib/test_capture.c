@@ -218,7 +218,7 @@ static void expect_patches(const qh_graph *g, int32_t j, const float *act, int64
 static const float *forward_at(qh_graph *g, const float *x, int64_t n, int32_t node)
 {
     qh_error err;
-    g->keep_outputs = true; /* an inner node's value is read after the pass */
+    g->private_buffers = true; /* an inner node's value is read after the pass */
     assert_non_null(qh_graph_forward(g, x, n, false, NULL, &err));
     return g->nodes[node].cur;
 }

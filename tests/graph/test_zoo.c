@@ -5,8 +5,8 @@
  *  - a forward pass of every model gives finite logits of the right shape;
  *  - resnet20 (PyTorch-made F16 state_dict, loaded unchanged), resnet20 with option-A shortcuts
  *    and mobilenetv2_cifar (closed-form weights) reproduce PyTorch's eval-mode logits;
- *  - at inference, node outputs sharing buffers by liveness give the same bits as one buffer per
- *    node, in a fraction of the memory. */
+ *  - node outputs at inference and gradients in training, sharing buffers by liveness, give the
+ *    same bits as one buffer per node, in a fraction of the memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -362,7 +362,7 @@ static void test_golden_logits(void **state)
     qh_safetensors_free(file);
 }
 
-/* One model at inference, shared output buffers against one buffer per node (keep_outputs): the
+/* One model at inference, shared output buffers against one buffer per node (private_buffers): the
  * same logits bit for bit, twice in a row; returns private bytes / shared bytes. */
 static double shared_case(const char *model, const char *const *opts, int32_t c, int32_t h, int32_t w)
 {
@@ -373,7 +373,7 @@ static double shared_case(const char *model, const char *const *opts, int32_t c,
     assert_non_null(gp);
     fill_zoo_values(gs);
     fill_zoo_values(gp);
-    gp->keep_outputs = true;
+    gp->private_buffers = true;
     int64_t sample = (int64_t)c * h * w;
     float *x = malloc(sizeof(float) * (size_t)(N * sample));
     for (int64_t i = 0; i < N * sample; i++)
@@ -397,6 +397,47 @@ static double shared_case(const char *model, const char *const *opts, int32_t c,
     return ratio;
 }
 
+/* One training step's forward and backward (dropout drawn from the same seed), shared gradient
+ * buffers against one per node: the same gradient of every weight, bit for bit, twice in a row;
+ * returns private bytes / shared bytes. */
+static double shared_train_case(const char *model, const char *const *opts, int32_t c, int32_t h, int32_t w)
+{
+    enum { N = 3 };
+    qh_error err = {{0}};
+    qh_graph *g[2] = {build(model, opts, c, h, w, &err), build(model, opts, c, h, w, &err)};
+    int64_t sample = (int64_t)c * h * w;
+    float *x = malloc(sizeof(float) * (size_t)(N * sample)), dy[N * 10];
+    for (int64_t i = 0; i < N * sample; i++)
+        x[i] = (float)zoo_uniform(11, i);
+    for (int i = 0; i < N * 10; i++)
+        dy[i] = (float)zoo_uniform(13, i) / N;
+    g[1]->private_buffers = true;
+    for (int v = 0; v < 2; v++) {
+        assert_non_null(g[v]);
+        fill_zoo_values(g[v]);
+    }
+    for (int rep = 0; rep < 2; rep++)
+        for (int v = 0; v < 2; v++) {
+            qh_rng rng;
+            qh_rng_seed(&rng, 5 + (uint64_t)rep);
+            assert_non_null(qh_graph_forward(g[v], x, N, true, &rng, &err));
+            assert_int_equal(qh_graph_backward(g[v], dy, &err), QH_OK);
+        }
+    for (int32_t k = 0; k < qh_graph_n_weights(g[0]); k++) {
+        const qh_weight *a = qh_graph_weight(g[0], k), *b = qh_graph_weight(g[1], k);
+        if (a->grad)
+            assert_memory_equal(a->grad->data, b->grad->data, qh_tensor_nbytes(a->grad));
+    }
+    assert_true(g[0]->shared_grads && !g[1]->shared_grads);
+    double ratio = (double)g[1]->act_bytes / (double)g[0]->act_bytes;
+    print_message("%s on %dx%dx%d, training: %d shared gradient buffers, %.1f KiB vs %.1f KiB (%.2fx)\n", model, c,
+                  h, w, g[0]->n_slots, g[0]->act_bytes / 1024.0, g[1]->act_bytes / 1024.0, ratio);
+    free(x);
+    qh_graph_free(g[0]);
+    qh_graph_free(g[1]);
+    return ratio;
+}
+
 static void test_shared_buffers(void **state)
 {
     (void)state;
@@ -406,6 +447,11 @@ static void test_shared_buffers(void **state)
     assert_true(shared_case("resnet18_cifar", NULL, 3, 32, 32) > 3.0);
     assert_true(shared_case("mobilenetv2_cifar", NULL, 3, 32, 32) > 4.0);
     assert_true(shared_case("lenet5", (const char *const[]){"variant=gpfq", NULL}, 1, 32, 32) > 1.0);
+    /* training: every output is kept, gradients share */
+    assert_true(shared_train_case("alexnet_small", NULL, 3, 32, 32) > 1.2);
+    assert_true(shared_train_case("resnet20", (const char *const[]){"shortcut=A", NULL}, 1, 28, 28) > 1.5);
+    assert_true(shared_train_case("mobilenetv2_cifar", NULL, 3, 32, 32) > 1.5);
+    assert_true(shared_train_case("lenet5", NULL, 1, 28, 28) > 1.0);
 }
 
 int main(void)
