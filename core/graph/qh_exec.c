@@ -115,24 +115,32 @@ static void plan_free(plan *p)
     free(p->need);
 }
 
-/* Inference: a node that writes a value holds it from its own step to the last step that reads
- * it (the graph's output: to the end). */
-static void plan_outputs(const qh_graph *g, plan *p)
+/* last[i] = the last node reading the buffer node i's value lives in (at least i itself; the
+ * graph's output: n, past the end); resolve() names that buffer's node (holder_of at inference,
+ * owner_of for gradients). */
+static void last_readers(const qh_graph *g, int32_t (*resolve)(const qh_graph *, int32_t), int32_t *last)
 {
     int32_t n = g->n_nodes;
-    int32_t *last = p->busy; /* borrowed before assign_slots uses it */
     for (int32_t i = 0; i < n; i++)
         last[i] = i;
     for (int32_t j = 0; j < n; j++) {
         const qh_node *nd = &g->nodes[j];
-        int32_t h[2] = {holder_of(g, nd->input), nd->input2 >= 0 ? holder_of(g, nd->input2) : QH_INPUT};
+        int32_t h[2] = {resolve(g, nd->input), nd->input2 >= 0 ? resolve(g, nd->input2) : QH_INPUT};
         for (int k = 0; k < 2; k++)
             if (h[k] >= 0 && last[h[k]] < j)
                 last[h[k]] = j;
     }
-    if (holder_of(g, n - 1) >= 0)
-        last[holder_of(g, n - 1)] = n;
-    for (int32_t i = 0; i < n; i++)
+    if (resolve(g, n - 1) >= 0)
+        last[resolve(g, n - 1)] = n;
+}
+
+/* Inference: a node that writes a value holds it from its own step to the last step that reads
+ * it (the graph's output: to the end). */
+static void plan_outputs(const qh_graph *g, plan *p)
+{
+    int32_t *last = p->busy; /* borrowed before assign_slots uses it */
+    last_readers(g, holder_of, last);
+    for (int32_t i = 0; i < g->n_nodes; i++)
         if (holder_of(g, i) == i) {
             p->node[p->m] = i, p->start[p->m] = i, p->end[p->m] = last[i], p->need[p->m] = g->nodes[i].numel;
             p->m++;
@@ -145,18 +153,8 @@ static void plan_outputs(const qh_graph *g, plan *p)
 static void plan_grads(const qh_graph *g, plan *p)
 {
     int32_t n = g->n_nodes;
-    int32_t *first = p->busy; /* last consumer, borrowed before assign_slots uses it */
-    for (int32_t i = 0; i < n; i++)
-        first[i] = i;
-    for (int32_t j = 0; j < n; j++) {
-        const qh_node *nd = &g->nodes[j];
-        int32_t o[2] = {owner_of(g, nd->input), nd->input2 >= 0 ? owner_of(g, nd->input2) : QH_INPUT};
-        for (int k = 0; k < 2; k++)
-            if (o[k] >= 0 && first[o[k]] < j)
-                first[o[k]] = j;
-    }
-    if (owner_of(g, n - 1) >= 0)
-        first[owner_of(g, n - 1)] = n;
+    int32_t *first = p->busy; /* the last consumer, borrowed before assign_slots uses it */
+    last_readers(g, owner_of, first);
     for (int32_t i = n - 1; i >= 0; i--) /* by last consumer, latest first (insertion, stable) */
         if (!g->nodes[i].alias) {
             int32_t k = p->m++;
