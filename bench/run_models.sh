@@ -5,8 +5,8 @@
 # against the 2-thread fp32 FMA peak. Needs python3-torch (Debian) and a built tree.
 # usage: bench/run_models.sh [BUILD_DIR] [THREADS] [ROUNDS] [MODEL...]
 # MODEL: resnet20 (option-B shortcuts), resnet20_a (option A), mobilenetv2_cifar, alexnet_small (inference
-# for all, training for ResNet-20, batch 256), mobilenetv2_train (MobileNetV2 training at batch 128: at 256
-# qhost's activations and gradients need about 19 GB).
+# for all, training for ResNet-20, batch 256), mobilenetv2_train (MobileNetV2 training at batch 128, the
+# batch of examples/mobilenetv2_fmnist.ini).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}

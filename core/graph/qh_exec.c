@@ -201,24 +201,6 @@ static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
     return st;
 }
 
-/* Max pooling's argmax is read only by the backward pass: at inference one buffer serves all. */
-static qh_status share_argmax(qh_graph *g, int64_t cap)
-{
-    int64_t numel = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == QH_OP_MAXPOOL2D && g->nodes[i].numel > numel)
-            numel = g->nodes[i].numel;
-    if (!numel)
-        return QH_OK;
-    if (!(g->shared_argmax = qh_alloc_aligned((size_t)(cap * numel) * sizeof(int32_t))))
-        return QH_E_NOMEM;
-    g->act_bytes += cap * numel * (int64_t)sizeof(int32_t);
-    for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == QH_OP_MAXPOOL2D)
-            g->nodes[i].argmax = g->shared_argmax;
-    return QH_OK;
-}
-
 /* Buffers for batches of up to n samples. In training every node keeps its output, which the
  * backward pass reads, and gradients share buffers by liveness; at inference outputs share them.
  * g->private_buffers gives every node its own. */
@@ -258,16 +240,14 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
         if (with_grads && !share_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
             goto nomem;
         g->act_bytes += bytes * (!nd->fused_away + (with_grads && !share_grads));
-        if (nd->op == QH_OP_MAXPOOL2D &&
-            !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
+        bool keep_argmax = nd->op == QH_OP_MAXPOOL2D && with_grads;
+        if (keep_argmax && !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
             goto nomem;
-        g->act_bytes += nd->op == QH_OP_MAXPOOL2D ? bytes : 0;
+        g->act_bytes += keep_argmax ? bytes : 0;
         if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
             goto nomem;
     }
     if ((share_outs || share_grads) && share_buffers(g, cap, share_grads) != QH_OK)
-        goto nomem;
-    if (share_outs && share_argmax(g, cap) != QH_OK)
         goto nomem;
     if (ws && !(g->ws = qh_alloc_aligned(ws)))
         goto nomem;
@@ -382,7 +362,7 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
             break;
         case QH_OP_MAXPOOL2D: {
             qh_pool2d_shape s = qhi_pool_shape(nd, n);
-            qh_k_maxpool2d_fwd_f32(&s, in, nd->out, nd->argmax);
+            qh_k_maxpool2d_fwd_f32(&s, in, nd->out, training ? nd->argmax : NULL); /* argmax: for backward */
             break;
         }
         case QH_OP_AVGPOOL2D: {

@@ -44,8 +44,7 @@ void qhi_graph_free_exec(qh_graph *g)
             qh_free_aligned(nd->out);
         if (!nd->alias && !g->shared_grads)
             qh_free_aligned(nd->grad);
-        if (!g->shared_outs)
-            qh_free_aligned(nd->argmax);
+        qh_free_aligned(nd->argmax);
         qh_free_aligned(nd->drop_mask);
         qh_free_aligned(nd->save_mean);
         qh_free_aligned(nd->save_invstd);
@@ -60,10 +59,8 @@ void qhi_graph_free_exec(qh_graph *g)
     for (int32_t k = 0; k < g->n_slots; k++)
         qh_free_aligned(g->slots[k]);
     free(g->slots);
-    qh_free_aligned(g->shared_argmax);
     g->slots = NULL;
     g->n_slots = 0;
-    g->shared_argmax = NULL;
     g->shared_outs = g->shared_grads = false;
     g->act_bytes = 0;
     qh_free_aligned(g->ws);

@@ -37,7 +37,7 @@ typedef struct qh_node {
     /* execution state (sized for the current batch capacity) */
     float *out;                    /* n * numel, or an alias (flatten) */
     float *grad;                   /* n * numel, or an alias */
-    int32_t *argmax;               /* max pooling */
+    int32_t *argmax;               /* max pooling, for the backward pass (none at inference) */
     uint8_t *drop_mask;            /* dropout */
     bool alias;                    /* out/grad belong to the input node (flatten) */
     const float *cur;              /* what consumers read after the last forward (out, or a fused producer's) */
@@ -57,12 +57,11 @@ struct qh_graph {
     /* execution */
     int64_t batch_cap;             /* buffers are sized for this many samples */
     bool grads_allocated;
-    /* Buffers shared by liveness (qh_exec.c): at inference node outputs point into slots and max
-     * pooling's argmax (unused there) is one buffer for all; in training the gradients do. */
+    /* Buffers shared by liveness (qh_exec.c): at inference node outputs point into slots (and max
+     * pooling keeps no argmax), in training the gradients do. */
     bool shared_outs, shared_grads;
     float **slots;
     int32_t n_slots;
-    int32_t *shared_argmax;
     bool private_buffers;          /* every node keeps its own output and gradient: an inner node's
                                     * value can be read after a pass (tests, debugging, benchmarks) */
     int64_t act_bytes;             /* bytes of activation (and gradient) buffers now allocated */

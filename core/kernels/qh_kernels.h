@@ -79,7 +79,7 @@ typedef struct qh_pool2d_shape {
 /* Fills h_out, w_out (PyTorch formula, floor mode). */
 void qh_pool2d_shape_finish(qh_pool2d_shape *s);
 /* Max pooling; padding counts as -inf; argmax[i] = index of the winner inside its input plane
- * (first maximum on ties, as PyTorch). */
+ * (first maximum on ties, as PyTorch). argmax may be NULL (inference): only y is written. */
 void qh_k_maxpool2d_fwd_f32_ref(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax);
 void qh_k_maxpool2d_fwd_f32(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax);
 void qh_k_maxpool2d_bwd_f32_ref(const qh_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx);

@@ -3,13 +3,16 @@
  * The references test every tap against the input bounds. The optimized versions clip each window
  * once and run over planes in parallel; inside a plane they visit the taps in the same order as
  * the references, so every sum (and every max tie-break) comes out bit-identical to the reference
- * for any thread count. Backward passes scatter into the input plane, which the owning thread
- * alone writes. */
+ * for any thread count. Max pooling with horizontal stride 1 or 2 runs eight outputs of a row at
+ * once with AVX2 where their windows lie inside the row, visiting the taps in the same order with
+ * the same rule, so its values and argmax are the reference's too. Backward passes scatter into
+ * the input plane, which the owning thread alone writes. */
 #include "qh_kernels.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "qh_elementwise_impl.h"
 #include "qhost/qh_parallel.h"
 
 static int64_t out_extent(int64_t in, int32_t k, int32_t stride, int32_t pad)
@@ -51,7 +54,8 @@ void qh_k_maxpool2d_fwd_f32_ref(const qh_pool2d_shape *s, const float *x, float 
                         }
                     }
                 y[p * out_plane + oh * s->w_out + ow] = best;
-                argmax[p * out_plane + oh * s->w_out + ow] = where;
+                if (argmax)
+                    argmax[p * out_plane + oh * s->w_out + ow] = where;
             }
 }
 
@@ -113,26 +117,107 @@ static void clip(int64_t o, int32_t stride, int32_t pad, int32_t k, int64_t in, 
     *hi = b > in ? in : b;
 }
 
-static void maxpool_plane(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
+/* One output of a row: the window clipped to the plane, taps in row-major order. */
+static void maxpool_one(const qh_pool2d_shape *s, const float *x, int64_t h0, int64_t h1, int64_t ow, float *y,
+                        int32_t *argmax)
 {
+    int64_t w0, w1;
+    clip(ow, s->sw, s->pw, s->kw, s->w_in, &w0, &w1);
+    float best = -INFINITY;
+    int32_t where = -1;
+    for (int64_t ih = h0; ih < h1; ih++) {
+        const float *row = x + ih * s->w_in;
+        for (int64_t iw = w0; iw < w1; iw++)
+            if (where < 0 || row[iw] > best || isnan(row[iw])) {
+                best = row[iw];
+                where = (int32_t)(ih * s->w_in + iw);
+            }
+    }
+    *y = best;
+    if (argmax)
+        *argmax = where;
+}
+
+#ifdef QH_X86
+/* x[sw * k] for lanes k = 0..7, sw = 1 or 2; with `mask`, only the lanes k < cnt are read (the
+ * others are 0), so a load never leaves the window of the last output of a plane. */
+__attribute__((target("avx2,fma"))) static inline __m256 load_stride(const float *x, int32_t sw, bool mask, int cnt)
+{
+    __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lim = _mm256_set1_epi32(sw * (cnt - 1) + 1);
+    __m256 a, b;
+    if (!mask)
+        a = _mm256_loadu_ps(x), b = sw == 2 ? _mm256_loadu_ps(x + 8) : a;
+    else {
+        a = _mm256_maskload_ps(x, _mm256_cmpgt_epi32(lim, iota));
+        b = sw == 2 ? _mm256_maskload_ps(x + 8, _mm256_cmpgt_epi32(lim, _mm256_add_epi32(iota, _mm256_set1_epi32(8))))
+                    : a;
+    }
+    if (sw == 1)
+        return a;
+    __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* x0 x2 x8 x10 | x4 x6 x12 x14 */
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
+/* Outputs ow..ow+cnt-1 (cnt <= 8) of a row whose windows lie inside the row: rows h0..h1-1
+ * (h1 > h0), the taps of each in order; a tap takes over where it is greater or NaN (the
+ * reference's rule, lane-wise). `mask`: the loads read only what the cnt windows cover. */
+__attribute__((target("avx2,fma"))) static void maxpool_vec(const qh_pool2d_shape *s, const float *x, int64_t h0,
+                                                             int64_t h1, int64_t ow, int cnt, bool mask, float *y,
+                                                             int32_t *argmax)
+{
+    int64_t c0 = ow * s->sw - s->pw;
+    __m256i lane = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s->sw));
+    __m256 best = load_stride(x + h0 * s->w_in + c0, s->sw, mask, cnt);
+    __m256i where = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)(h0 * s->w_in + c0)));
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int32_t j = ih == h0 ? 1 : 0; j < s->kw; j++) {
+            int64_t at = ih * s->w_in + c0 + j;
+            __m256 v = load_stride(x + at, s->sw, mask, cnt);
+            __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            best = _mm256_blendv_ps(best, v, take);
+            if (argmax) {
+                __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)at));
+                where = _mm256_castps_si256(
+                    _mm256_blendv_ps(_mm256_castsi256_ps(where), _mm256_castsi256_ps(idx), take));
+            }
+        }
+    if (cnt == 8) {
+        _mm256_storeu_ps(y, best);
+        if (argmax)
+            _mm256_storeu_si256((__m256i *)argmax, where);
+        return;
+    }
+    __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(y, keep, best);
+    if (argmax)
+        _mm256_maskstore_epi32(argmax, keep, where);
+}
+#endif
+
+static void maxpool_plane(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax, int vec)
+{
+    /* outputs [a, b) have their whole window inside the row: eight at a time, the last ones and
+     * those whose full-width loads would leave the row with masked loads */
+    int64_t a = (s->pw + s->sw - 1) / s->sw, b = (s->w_in + s->pw - s->kw) / s->sw + 1;
+    b = b < s->w_out ? b : s->w_out;
+    vec = vec && (s->sw == 1 || s->sw == 2) && a < b;
     for (int64_t oh = 0; oh < s->h_out; oh++) {
         int64_t h0, h1;
         clip(oh, s->sh, s->ph, s->kh, s->h_in, &h0, &h1);
-        for (int64_t ow = 0; ow < s->w_out; ow++) {
-            int64_t w0, w1;
-            clip(ow, s->sw, s->pw, s->kw, s->w_in, &w0, &w1);
-            float best = -INFINITY;
-            int32_t where = -1;
-            for (int64_t ih = h0; ih < h1; ih++) {
-                const float *row = x + ih * s->w_in;
-                for (int64_t iw = w0; iw < w1; iw++)
-                    if (where < 0 || row[iw] > best || isnan(row[iw])) {
-                        best = row[iw];
-                        where = (int32_t)(ih * s->w_in + iw);
-                    }
+        float *yr = y + oh * s->w_out;
+        int32_t *ar = argmax ? argmax + oh * s->w_out : NULL;
+        for (int64_t ow = 0; ow < s->w_out;) {
+#ifdef QH_X86
+            if (vec && h1 > h0 && ow >= a && ow < b) {
+                int cnt = b - ow < 8 ? (int)(b - ow) : 8;
+                int64_t end = (ow * s->sw - s->pw) + s->kw - 1 + (s->sw == 1 ? 8 : 16);
+                maxpool_vec(s, x, h0, h1, ow, cnt, cnt < 8 || end > s->w_in, yr + ow, ar ? ar + ow : NULL);
+                ow += cnt;
+                continue;
             }
-            y[oh * s->w_out + ow] = best;
-            argmax[oh * s->w_out + ow] = where;
+#endif
+            maxpool_one(s, x, h0, h1, ow, yr + ow, ar ? ar + ow : NULL);
+            ow++;
         }
     }
 }
@@ -183,10 +268,13 @@ static int plane_threads(const qh_pool2d_shape *s)
 void qh_k_maxpool2d_fwd_f32(const qh_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
     int64_t in_plane = s->h_in * s->w_in, out_plane = s->h_out * s->w_out;
-    int nt = plane_threads(s);
+    int nt = plane_threads(s), vec = 0;
+#ifdef QH_X86
+    vec = qhi_have_avx2();
+#endif
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t p = 0; p < s->n * s->c; p++)
-        maxpool_plane(s, x + p * in_plane, y + p * out_plane, argmax + p * out_plane);
+        maxpool_plane(s, x + p * in_plane, y + p * out_plane, argmax ? argmax + p * out_plane : NULL, vec);
 }
 
 void qh_k_maxpool2d_bwd_f32(const qh_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)

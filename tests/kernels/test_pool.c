@@ -23,8 +23,9 @@ static qh_pool2d_shape make_shape(int64_t n, int64_t c, int64_t h, int64_t w, in
 static int64_t in_count(const qh_pool2d_shape *s) { return s->n * s->c * s->h_in * s->w_in; }
 static int64_t out_count(const qh_pool2d_shape *s) { return s->n * s->c * s->h_out * s->w_out; }
 
-/* Odd shapes, asymmetric kernels/strides/padding, overlapping windows; the last is big enough to
- * run on several threads. */
+/* Odd shapes, asymmetric kernels/strides/padding, overlapping windows; rows wide enough for the
+ * eight-output AVX2 path of max pooling (stride 1 and 2, with their border outputs); the last is
+ * big enough to run on several threads. */
 static qh_pool2d_shape cases(int k)
 {
     switch (k) {
@@ -33,10 +34,14 @@ static qh_pool2d_shape cases(int k)
     case 2: return make_shape(1, 2, 5, 6, 3, 3, 2, 2, 1, 1);
     case 3: return make_shape(3, 1, 9, 5, 1, 3, 1, 2, 0, 1);
     case 4: return make_shape(2, 2, 6, 7, 4, 3, 1, 3, 2, 1);
+    case 5: return make_shape(2, 3, 13, 67, 3, 3, 2, 2, 0, 0);
+    case 6: return make_shape(1, 2, 9, 40, 3, 3, 1, 1, 1, 1);
+    case 7: return make_shape(1, 1, 6, 45, 2, 2, 2, 2, 0, 0);
+    case 8: return make_shape(1, 2, 5, 29, 2, 4, 1, 2, 1, 2);
     default: return make_shape(4, 8, 33, 31, 3, 3, 2, 2, 1, 1);
     }
 }
-#define N_CASES 6
+#define N_CASES 10
 
 static void test_shape_finish(void **state)
 {
@@ -53,7 +58,8 @@ static void test_shape_finish(void **state)
     assert_int_equal(s.h_out, 0);
 }
 
-/* Every case: 1 thread and 2 threads give the reference's exact bytes, forward and backward. */
+/* Every case: 1 thread and 2 threads give the reference's exact bytes, forward and backward, with
+ * NaNs, exact ties and +0/-0 ties in the input; without argmax (inference) the same values. */
 static void test_opt_matches_ref(void **state)
 {
     (void)state;
@@ -65,6 +71,14 @@ static void test_opt_matches_ref(void **state)
         float *x = falloc(ni), *dy = falloc(no);
         fill_uniform(&r, x, ni, -2.0f, 2.0f);
         fill_uniform(&r, dy, no, -1.0f, 1.0f);
+        for (int64_t i = 1; i < ni; i++) {
+            if (i % 13 == 0)
+                x[i] = x[i - 1];
+            if (i % 29 == 0)
+                x[i - 1] = 0.0f, x[i] = -0.0f;
+            if (i % 97 == 5)
+                x[i] = NAN;
+        }
         float *y[3], *dx[3], *ay[3], *adx[3];
         int32_t *am[3];
         for (int v = 0; v < 3; v++) {
@@ -83,6 +97,10 @@ static void test_opt_matches_ref(void **state)
             qh_k_avgpool2d_bwd_f32(&s, dy, adx[v]);
             assert_true(bytes_equal(y[v], y[0], (size_t)no * sizeof(float)));
             assert_true(bytes_equal(am[v], am[0], (size_t)no * sizeof(int32_t)));
+            float *yv = falloc(no);
+            qh_k_maxpool2d_fwd_f32(&s, x, yv, NULL);
+            assert_true(bytes_equal(yv, y[0], (size_t)no * sizeof(float)));
+            free(yv);
             assert_true(bytes_equal(dx[v], dx[0], (size_t)ni * sizeof(float)));
             assert_true(bytes_equal(ay[v], ay[0], (size_t)no * sizeof(float)));
             assert_true(bytes_equal(adx[v], adx[0], (size_t)ni * sizeof(float)));
@@ -129,6 +147,16 @@ static void test_max_ties_first_wins(void **state)
     const int32_t want[4] = {0, 2, 10, 12};
     assert_memory_equal(am, want, sizeof am);
     assert_memory_equal(am_ref, want, sizeof am);
+    /* a row wide enough for the eight-output path: every window's first tap */
+    s = make_shape(1, 1, 5, 40, 3, 3, 2, 2, 0, 0); /* 2 x 19 */
+    float xw[200], yw[38];
+    int32_t aw[38];
+    for (int i = 0; i < 200; i++)
+        xw[i] = 3.0f;
+    qh_k_maxpool2d_fwd_f32(&s, xw, yw, aw);
+    for (int oh = 0; oh < 2; oh++)
+        for (int ow = 0; ow < 19; ow++)
+            assert_int_equal(aw[oh * 19 + ow], oh * 2 * 40 + ow * 2);
 }
 
 typedef struct pool_ctx {
