@@ -1,5 +1,6 @@
 /* summary.c - `qhost --summary MODEL`: builds the model plugin's graph for an input shape and
- * prints every layer with its output shape, parameters and MACs, then `params: N` and `macs: N`.
+ * prints every layer with its output shape, parameters and MACs, the bytes per sample of the
+ * executor's batch-sized buffers at inference and in training, then `params: N` and `macs: N`.
  * With `--set weights=FILE` the graph is the one the file loads into: a model whose channels were
  * removed (physical structured pruning) is shown at its compacted size. */
 #include "summary.h"
@@ -100,6 +101,10 @@ int cli_summary(const qh_registry *reg, const char *model, const qh_override *ov
             fprintf(out, "%-4d %-32s %-18s %-20s %14" PRId64 " %16" PRId64 "\n", i, qh_graph_node_name(g, i),
                     qh_op_name(qh_graph_node_op(g, i)), s, node_params(g, i), qh_graph_node_macs(g, i));
         }
+        int64_t infer_b, train_b;
+        if (qh_graph_buffer_bytes(g, &infer_b, &train_b, &err) == QH_OK)
+            fprintf(out, "buffers per sample: inference %.1f KiB, training %.1f KiB\n", (double)infer_b / 1024.0,
+                    (double)train_b / 1024.0);
         fprintf(out, "params: %" PRId64 "\nmacs: %" PRId64 "\n", qh_graph_n_params(g), qh_graph_macs(g));
     }
     qh_graph_free(g);

@@ -38,6 +38,7 @@ static void plan_fusion(qh_graph *g)
     }
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
+        nd->alias = nd->op == QH_OP_FLATTEN;
         nd->fuse_act = 0;
         nd->fused_away = false;
         if ((nd->op == QH_OP_RELU || nd->op == QH_OP_RELU6) && nd->input >= 0 &&
@@ -168,17 +169,24 @@ static void plan_grads(const qh_graph *g, plan *p)
     }
 }
 
+/* The shared buffers of outputs (inference) or gradients (training): their number, and in p the
+ * slot of each node and the size of each slot. */
+static int32_t plan_shared(const qh_graph *g, bool grads, plan *p)
+{
+    if (grads)
+        plan_grads(g, p);
+    else
+        plan_outputs(g, p);
+    return assign_slots(p->m, p->start, p->end, p->need, p->slot_of, p->slot_numel, p->busy);
+}
+
 /* Shares the buffers of g's nodes by liveness: outputs at inference, gradients in training. */
 static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
 {
     plan p;
     qh_status st = plan_alloc(&p, g->n_nodes) ? QH_OK : QH_E_NOMEM;
     if (st == QH_OK) {
-        if (grads)
-            plan_grads(g, &p);
-        else
-            plan_outputs(g, &p);
-        g->n_slots = assign_slots(p.m, p.start, p.end, p.need, p.slot_of, p.slot_numel, p.busy);
+        g->n_slots = plan_shared(g, grads, &p);
         if (!(g->slots = calloc((size_t)g->n_slots + 1, sizeof *g->slots)))
             st = QH_E_NOMEM;
     }
@@ -188,17 +196,62 @@ static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
         else
             g->shared_outs = true;
     }
-    for (int32_t j = 0; st == QH_OK && j < g->n_slots; j++) {
+    for (int32_t j = 0; st == QH_OK && j < g->n_slots; j++)
         if (!(g->slots[j] = alloc_floats(cap * p.slot_numel[j])))
             st = QH_E_NOMEM;
-        g->act_bytes += cap * p.slot_numel[j] * (int64_t)sizeof(float);
-    }
     for (int32_t k = 0; st == QH_OK && k < p.m; k++) {
         qh_node *nd = &g->nodes[p.node[k]];
         *(grads ? &nd->grad : &nd->out) = g->slots[p.slot_of[k]];
     }
     plan_free(&p);
     return st;
+}
+
+/* Bytes per sample of the batch-sized buffers ensure_buffers allocates (after plan_fusion): node
+ * outputs, and with gradients the gradients, max-pool indices, dropout masks and the gradient
+ * scratch; outputs (inference) or gradients (training) shared unless g->private_buffers. -1: out
+ * of memory for the plan. */
+static int64_t bytes_per_sample(const qh_graph *g, bool with_grads)
+{
+    bool share = !g->private_buffers;
+    int64_t b = 0, max_in = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const qh_node *nd = &g->nodes[i];
+        max_in = nd->in_numel > max_in ? nd->in_numel : max_in;
+        if (nd->alias)
+            continue;
+        if (with_grads || !share)
+            b += (int64_t)sizeof(float) * nd->numel * (!nd->fused_away + (with_grads && !share));
+        if (with_grads && nd->op == QH_OP_MAXPOOL2D)
+            b += (int64_t)sizeof(int32_t) * nd->numel;
+        if (with_grads && nd->op == QH_OP_DROPOUT)
+            b += nd->numel;
+    }
+    if (with_grads)
+        b += (int64_t)sizeof(float) * max_in;
+    if (share) {
+        plan p;
+        if (!plan_alloc(&p, g->n_nodes)) {
+            plan_free(&p);
+            return -1;
+        }
+        int32_t n_slots = plan_shared(g, with_grads, &p);
+        for (int32_t j = 0; j < n_slots; j++)
+            b += (int64_t)sizeof(float) * p.slot_numel[j];
+        plan_free(&p);
+    }
+    return b;
+}
+
+qh_status qh_graph_buffer_bytes(qh_graph *g, int64_t *inference, int64_t *training, qh_error *err)
+{
+    if (g->batch_cap == 0)
+        plan_fusion(g); /* with buffers, the plan they were laid out by stands */
+    *inference = bytes_per_sample(g, false);
+    *training = bytes_per_sample(g, true);
+    if (*inference < 0 || *training < 0)
+        return qh_error_set(err, QH_E_NOMEM, "out of memory");
+    return QH_OK;
 }
 
 /* Buffers for batches of up to n samples. In training every node keeps its output, which the
@@ -218,7 +271,6 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     bool share_outs = !with_grads && !g->private_buffers, share_grads = with_grads && !g->private_buffers;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         qh_node *nd = &g->nodes[i];
-        nd->alias = nd->op == QH_OP_FLATTEN;
         if (nd->in_numel > max_numel)
             max_numel = nd->in_numel;
         if (nd->op == QH_OP_CONV2D) {
@@ -234,17 +286,14 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
         if (nd->alias || share_outs)
             continue;
         /* a folded activation reads and writes no buffer of its own (only its gradient) */
-        int64_t bytes = cap * nd->numel * (int64_t)sizeof(float);
         if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
             goto nomem;
         if (with_grads && !share_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
             goto nomem;
-        g->act_bytes += bytes * (!nd->fused_away + (with_grads && !share_grads));
-        bool keep_argmax = nd->op == QH_OP_MAXPOOL2D && with_grads;
-        if (keep_argmax && !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
+        if (with_grads && nd->op == QH_OP_MAXPOOL2D &&
+            !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
             goto nomem;
-        g->act_bytes += keep_argmax ? bytes : 0;
-        if (nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
+        if (with_grads && nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
             goto nomem;
     }
     if ((share_outs || share_grads) && share_buffers(g, cap, share_grads) != QH_OK)
@@ -257,6 +306,7 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     g->scratch_size = cap * max_numel;
     g->batch_cap = cap;
     g->grads_allocated = with_grads;
+    g->act_bytes = cap * bytes_per_sample(g, with_grads);
     return QH_OK;
 nomem:
     qhi_graph_free_exec(g);

@@ -213,6 +213,12 @@ static void test_cli_summary_parameter_counts(void **state)
             !strstr(out_text, "\nmacs: "))
             fail_msg("--summary %s:\n%s%s", cases[i].args, out_text, err_text);
     }
+    /* The GPFQ LeNet (a plain chain, no batch norm to fold): at inference two buffers of the largest
+     * output (6x28x28 = 4704 floats) take turns: 37632 B; in training all 11 outputs are kept
+     * (14602 floats), the gradients take turns in two such buffers (9408) and the gradient scratch
+     * holds the largest input (4704): 28714 floats = 114856 B. */
+    assert_int_equal(qhost("--summary lenet5 --set variant=gpfq --set input=1x32x32"), 0);
+    assert_non_null(strstr(out_text, "buffers per sample: inference 36.8 KiB, training 112.2 KiB\n"));
     /* ResNet-20 with option-A shortcuts: 40.55 MMAC per 3x32x32 image, as the anchors count it */
     assert_int_equal(qhost("--summary resnet20 --set shortcut=A"), 0);
     assert_non_null(strstr(out_text, "macs: 40551040\n"));

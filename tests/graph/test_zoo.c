@@ -388,6 +388,9 @@ static double shared_case(const char *model, const char *const *opts, int32_t c,
         assert_memory_equal(ys, yp, sizeof ys);
     }
     assert_true(gs->shared_outs && !gp->shared_outs);
+    int64_t per_infer, per_train; /* what --summary reports is what a pass allocates */
+    assert_int_equal(qh_graph_buffer_bytes(gs, &per_infer, &per_train, &err), QH_OK);
+    assert_true(gs->act_bytes == N * per_infer);
     double ratio = (double)gp->act_bytes / (double)gs->act_bytes;
     print_message("%s on %dx%dx%d: %d shared buffers, %.1f KiB vs %.1f KiB one per node (%.1fx)\n", model, c, h,
                   w, gs->n_slots, gs->act_bytes / 1024.0, gp->act_bytes / 1024.0, ratio);
@@ -429,6 +432,9 @@ static double shared_train_case(const char *model, const char *const *opts, int3
             assert_memory_equal(a->grad->data, b->grad->data, qh_tensor_nbytes(a->grad));
     }
     assert_true(g[0]->shared_grads && !g[1]->shared_grads);
+    int64_t per_infer, per_train;
+    assert_int_equal(qh_graph_buffer_bytes(g[0], &per_infer, &per_train, &err), QH_OK);
+    assert_true(g[0]->act_bytes == N * per_train);
     double ratio = (double)g[1]->act_bytes / (double)g[0]->act_bytes;
     print_message("%s on %dx%dx%d, training: %d shared gradient buffers, %.1f KiB vs %.1f KiB (%.2fx)\n", model, c,
                   h, w, g[0]->n_slots, g[0]->act_bytes / 1024.0, g[1]->act_bytes / 1024.0, ratio);

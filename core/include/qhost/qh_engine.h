@@ -33,6 +33,12 @@ const float *qh_graph_forward(qh_graph *g, const float *x, int64_t n, bool train
 /* Backward from dlogits (n * num_classes) of the last forward(training = true); fills every
  * weight's grad (overwritten). */
 qh_status qh_graph_backward(qh_graph *g, const float *dlogits, qh_error *err);
+/* Bytes per sample of the batch-sized buffers the passes allocate, as the executor lays them out:
+ * *inference for evaluation (node outputs sharing buffers by liveness), *training for a training
+ * step (every output kept; gradients shared; max-pool indices, dropout masks, gradient scratch).
+ * Not included: weights, optimizer state, the convolution workspace (not proportional to the
+ * batch). */
+qh_status qh_graph_buffer_bytes(qh_graph *g, int64_t *inference, int64_t *training, qh_error *err);
 
 /* Sets the mask of a weight (allocating it) and zeroes the masked values. */
 qh_status qh_weight_set_mask(qh_weight *w, const uint8_t *mask, qh_error *err);
