@@ -13,6 +13,8 @@
 
 #include <stdio.h>
 
+#include "../common/qm_basic_block.h"
+
 typedef struct resnet20_cfg {
     int shortcut;
 } resnet20_cfg;
@@ -24,44 +26,6 @@ static const qh_param resnet20_params[] = {
               "B = 1x1 conv + BN where the shape changes (seed 004); A = strided identity, zero-padded channels"),
     QH_P_END,
 };
-
-static int32_t conv_bn(qh_graph *g, const char *block, const char *conv, const char *bn, int32_t x,
-                       const qh_conv2d_params *c, qh_error *err)
-{
-    char cn[64], bnn[64];
-    snprintf(cn, sizeof cn, "%s.%s", block, conv);
-    snprintf(bnn, sizeof bnn, "%s.%s", block, bn);
-    if (qh_graph_conv2d(g, cn, x, c, err) < 0)
-        return -1;
-    return qh_graph_batchnorm2d(g, bnn, QH_PREV, 1e-5, 0.1, err);
-}
-
-/* torchvision BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)). x is a node id. */
-static int32_t basic_block(qh_graph *g, const char *name, int32_t x, int32_t cin, int32_t planes, int32_t stride,
-                           bool option_a, qh_error *err)
-{
-    const qh_conv2d_params c1 = {.out_channels = planes, .kernel_h = 3, .kernel_w = 3, .stride_h = stride,
-                                 .stride_w = stride, .pad_h = 1, .pad_w = 1};
-    const qh_conv2d_params c2 = {.out_channels = planes, .kernel_h = 3, .kernel_w = 3, .pad_h = 1, .pad_w = 1};
-    const qh_conv2d_params down = {.out_channels = planes, .kernel_h = 1, .kernel_w = 1, .stride_h = stride,
-                                   .stride_w = stride};
-    int32_t out;
-    if (conv_bn(g, name, "conv1", "bn1", x, &c1, err) < 0 || qh_graph_relu(g, NULL, QH_PREV, err) < 0 ||
-        (out = conv_bn(g, name, "conv2", "bn2", QH_PREV, &c2, err)) < 0)
-        return -1;
-    int32_t sc = x;
-    if (stride != 1 || cin != planes) {
-        char sn[64];
-        snprintf(sn, sizeof sn, "%s.shortcut", name);
-        sc = option_a ? qh_graph_shortcut_a(g, sn, x, stride, planes, err)
-                      : conv_bn(g, name, "downsample.0", "downsample.1", x, &down, err);
-        if (sc < 0)
-            return -1;
-    }
-    if (qh_graph_add(g, NULL, out, sc, err) < 0)
-        return -1;
-    return qh_graph_relu(g, NULL, QH_PREV, err);
-}
 
 static qh_status resnet20_build(const void *cfg_, const qh_model_input *in, qh_graph *g, qh_error *err)
 {
@@ -76,7 +40,7 @@ static qh_status resnet20_build(const void *cfg_, const qh_model_input *in, qh_g
         for (int b = 0; b < 3 && x >= 0; b++) {
             char name[32];
             snprintf(name, sizeof name, "layer%d.%d", stage + 1, b);
-            x = basic_block(g, name, x, cin, planes, stage > 0 && b == 0 ? 2 : 1, cfg->shortcut == 1, err);
+            x = qm_basic_block(g, name, x, cin, planes, stage > 0 && b == 0 ? 2 : 1, cfg->shortcut == 1, err);
             cin = planes;
         }
     }
