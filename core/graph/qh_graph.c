@@ -480,14 +480,15 @@ int32_t qh_graph_add(qh_graph *g, const char *name, int32_t a, int32_t b, qh_err
     return commit_node(g, nd);
 }
 
-int32_t qh_graph_adaptive_avgpool2d(qh_graph *g, const char *name, int32_t input, int32_t out_h, int32_t out_w,
-                                    qh_error *err)
+/* A node that maps each C x H x W plane to out_h x out_w (adaptive pooling, resize). */
+static int32_t resample_node(qh_graph *g, qh_op op, const char *name, int32_t input, int32_t out_h, int32_t out_w,
+                             qh_error *err)
 {
-    qh_node *nd = add_node(g, QH_OP_ADAPTIVE_AVGPOOL2D, name, input, err);
+    qh_node *nd = add_node(g, op, name, input, err);
     if (!nd)
         return -1;
     if (nd->in_ndim != 3 || out_h < 1 || out_w < 1)
-        return qh_error_set(err, QH_E_INVAL, "adaptive_avgpool2d '%s': needs a C x H x W input and a positive size",
+        return qh_error_set(err, QH_E_INVAL, "%s '%s': needs a C x H x W input and a positive size", qh_op_name(op),
                             nd->name), -1;
     nd->u.size.ho = out_h;
     nd->u.size.wo = out_w;
@@ -496,6 +497,12 @@ int32_t qh_graph_adaptive_avgpool2d(qh_graph *g, const char *name, int32_t input
     nd->shape[1] = out_h;
     nd->shape[2] = out_w;
     return commit_node(g, nd);
+}
+
+int32_t qh_graph_adaptive_avgpool2d(qh_graph *g, const char *name, int32_t input, int32_t out_h, int32_t out_w,
+                                    qh_error *err)
+{
+    return resample_node(g, QH_OP_ADAPTIVE_AVGPOOL2D, name, input, out_h, out_w, err);
 }
 
 int32_t qh_graph_shortcut_a(qh_graph *g, const char *name, int32_t input, int32_t stride, int32_t out_channels,
@@ -518,19 +525,7 @@ int32_t qh_graph_shortcut_a(qh_graph *g, const char *name, int32_t input, int32_
 int32_t qh_graph_resize_bilinear(qh_graph *g, const char *name, int32_t input, int32_t out_h, int32_t out_w,
                                  qh_error *err)
 {
-    qh_node *nd = add_node(g, QH_OP_RESIZE_BILINEAR, name, input, err);
-    if (!nd)
-        return -1;
-    if (nd->in_ndim != 3 || out_h < 1 || out_w < 1)
-        return qh_error_set(err, QH_E_INVAL, "resize_bilinear '%s': needs a C x H x W input and a positive size",
-                            nd->name), -1;
-    nd->u.size.ho = out_h;
-    nd->u.size.wo = out_w;
-    nd->ndim = 3;
-    nd->shape[0] = nd->in_shape[0];
-    nd->shape[1] = out_h;
-    nd->shape[2] = out_w;
-    return commit_node(g, nd);
+    return resample_node(g, QH_OP_RESIZE_BILINEAR, name, input, out_h, out_w, err);
 }
 
 qh_status qh_graph_finalize(qh_graph *g, qh_error *err)
