@@ -1,29 +1,15 @@
 /* test_adaptive_pool.c - adaptive average pooling: PyTorch's (uneven, overlapping) bins in closed
- * form, optimized vs reference bit for bit, 1 vs 2 threads, finite differences. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
-
-#include "keltw_check.h"
+ * form, optimized vs reference bit for bit, 1 vs 2 threads, the backward as adjoint of the
+ * forward, finite differences. */
 #include "kernels/qh_kernels.h"
-#include "qhost/qh_parallel.h"
-
-typedef struct ap_shape {
-    int64_t n, c, h, w, ho, wo;
-} ap_shape;
+#include "resample_check.h"
 
 /* Global pooling, divisible, uneven (13 -> 6), output larger than input (bins overlap), 1-wide, and
  * one big enough for several threads. */
-static const ap_shape shapes[] = {{2, 3, 5, 7, 1, 1},   {1, 2, 8, 8, 4, 2},   {2, 2, 13, 13, 6, 6},
+static const rsm_shape shapes[] = {{2, 3, 5, 7, 1, 1},   {1, 2, 8, 8, 4, 2},   {2, 2, 13, 13, 6, 6},
                                   {1, 3, 7, 7, 2, 3},   {2, 1, 3, 4, 5, 7},   {3, 2, 1, 9, 1, 4},
                                   {4, 16, 31, 29, 7, 5}};
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
-
-static int64_t in_count(ap_shape s) { return s.n * s.c * s.h * s.w; }
-static int64_t out_count(ap_shape s) { return s.n * s.c * s.ho * s.wo; }
 
 /* 13 -> 6: bins [floor(13i/6), ceil(13(i+1)/6)) = [0,3) [2,5) [4,7) [6,9) [8,11) [10,13), checked on
  * x[h][w] = 100 h + w, whose bin average is 100 * mean(rows) + mean(columns). */
@@ -66,66 +52,21 @@ static void test_global(void **state)
     }
 }
 
+static const rsm_kernel adaptive = {qh_k_adaptive_avgpool2d_fwd_f32_ref, qh_k_adaptive_avgpool2d_bwd_f32_ref,
+                                    qh_k_adaptive_avgpool2d_fwd_f32, qh_k_adaptive_avgpool2d_bwd_f32};
+
 static void test_opt_matches_ref(void **state)
 {
     (void)state;
-    for (size_t k = 0; k < N_SHAPES; k++) {
-        ap_shape s = shapes[k];
-        int64_t ni = in_count(s), no = out_count(s);
-        qh_rng r;
-        qh_rng_seed(&r, 400 + k);
-        float *x = falloc(ni), *dy = falloc(no), *y[3], *dx[3];
-        fill_uniform(&r, x, ni, -2.0f, 2.0f);
-        fill_uniform(&r, dy, no, -1.0f, 1.0f);
-        for (int v = 0; v < 3; v++)
-            y[v] = falloc(no), dx[v] = falloc(ni);
-        qh_k_adaptive_avgpool2d_fwd_f32_ref(s.n, s.c, s.h, s.w, s.ho, s.wo, x, y[0]);
-        qh_k_adaptive_avgpool2d_bwd_f32_ref(s.n, s.c, s.h, s.w, s.ho, s.wo, dy, dx[0]);
-        for (int v = 1; v < 3; v++) {
-            qh_set_threads(v);
-            qh_k_adaptive_avgpool2d_fwd_f32(s.n, s.c, s.h, s.w, s.ho, s.wo, x, y[v]);
-            qh_k_adaptive_avgpool2d_bwd_f32(s.n, s.c, s.h, s.w, s.ho, s.wo, dy, dx[v]);
-            assert_true(bytes_equal(y[v], y[0], (size_t)no * sizeof(float)));
-            assert_true(bytes_equal(dx[v], dx[0], (size_t)ni * sizeof(float)));
-        }
-        for (int v = 0; v < 3; v++)
-            free(y[v]), free(dx[v]);
-        free(x), free(dy);
-    }
-}
-
-typedef struct fd_ctx {
-    ap_shape s;
-    const float *w;
-    float *y;
-} fd_ctx;
-
-static double objective(const float *x, void *ctx)
-{
-    fd_ctx *c = ctx;
-    qh_k_adaptive_avgpool2d_fwd_f32(c->s.n, c->s.c, c->s.h, c->s.w, c->s.ho, c->s.wo, x, c->y);
-    return dot_f64(c->w, c->y, out_count(c->s));
+    for (size_t k = 0; k < N_SHAPES; k++)
+        rsm_check_opt(&adaptive, shapes[k], 400 + k, true);
 }
 
 static void test_finite_differences(void **state)
 {
     (void)state;
-    for (size_t k = 0; k + 1 < N_SHAPES; k++) {
-        ap_shape s = shapes[k];
-        int64_t ni = in_count(s), no = out_count(s);
-        qh_rng r;
-        qh_rng_seed(&r, 500 + k);
-        float *x = falloc(ni), *w = falloc(no), *y = falloc(no), *dx = falloc(ni), *g = falloc(ni);
-        fill_uniform(&r, x, ni, -2.0f, 2.0f);
-        fill_uniform(&r, w, no, -1.0f, 1.0f);
-        fd_ctx c = {s, w, y};
-        qh_k_adaptive_avgpool2d_bwd_f32(s.n, s.c, s.h, s.w, s.ho, s.wo, w, dx);
-        finite_diff(objective, &c, x, ni, 1e-2f, g);
-        double e = rel_err(dx, g, ni);
-        if (!(e <= 1e-3))
-            fail_msg("shape %zu: relative error %.3g", k, e);
-        free(x), free(w), free(y), free(dx), free(g);
-    }
+    for (size_t k = 0; k + 1 < N_SHAPES; k++)
+        rsm_check_fd(&adaptive, shapes[k], 500 + k);
 }
 
 int main(void)
