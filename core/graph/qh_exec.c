@@ -93,6 +93,7 @@ static int32_t assign_slots(int32_t m, const int32_t *start, const int32_t *end,
 /* The work arrays of a plan over g's nodes. */
 typedef struct plan {
     int32_t *node, *start, *end, *slot_of, *busy;
+    int32_t *root, *low; /* gradients: the node whose buffer a node's gradient is, that group's lowest node */
     int64_t *need, *slot_numel;
     int32_t m; /* items */
 } plan;
@@ -100,11 +101,12 @@ typedef struct plan {
 static bool plan_alloc(plan *p, int32_t n)
 {
     size_t k = (size_t)n + 1;
-    p->node = malloc(5 * k * sizeof(int32_t));
+    p->node = malloc(7 * k * sizeof(int32_t));
     p->need = malloc(2 * k * sizeof(int64_t));
     if (!p->node || !p->need)
         return false;
     p->start = p->node + k, p->end = p->node + 2 * k, p->slot_of = p->node + 3 * k, p->busy = p->node + 4 * k;
+    p->root = p->node + 5 * k, p->low = p->node + 6 * k;
     p->slot_numel = p->need + k;
     p->m = 0;
     return true;
@@ -150,14 +152,28 @@ static void plan_outputs(const qh_graph *g, plan *p)
 
 /* Training: the backward pass runs nodes from the last to the first. A node's gradient is written
  * first at the step of its last consumer (the output node's: before the first step) and read last
- * at its own step; in backward time (n - index) that is the interval [n - last consumer, n - node]. */
+ * at its own step; in backward time (n - index) that is the interval [n - last consumer, n - node].
+ * A residual add that is the last consumer of its first operand hands that operand its own buffer:
+ * the operand's gradient starts as exactly the add's, so the backward pass copies nothing there,
+ * and the two share one interval, from the add's first write to the operand's step (root[] names
+ * the node whose item holds a node's gradient, low[] that group's first node). */
 static void plan_grads(const qh_graph *g, plan *p)
 {
     int32_t n = g->n_nodes;
     int32_t *first = p->busy; /* the last consumer, borrowed before assign_slots uses it */
     last_readers(g, owner_of, first);
+    for (int32_t i = 0; i < n; i++)
+        p->root[i] = i;
+    for (int32_t j = n - 1; j >= 0; j--) {
+        const qh_node *nd = &g->nodes[j];
+        int32_t a = nd->op == QH_OP_ADD ? owner_of(g, nd->input) : QH_INPUT;
+        if (a >= 0 && a != owner_of(g, nd->input2) && first[a] == j && g->nodes[a].numel == nd->numel)
+            p->root[a] = p->root[j];
+    }
+    for (int32_t i = n - 1; i >= 0; i--)
+        p->low[p->root[i]] = i; /* ends at the lowest */
     for (int32_t i = n - 1; i >= 0; i--) /* by last consumer, latest first (insertion, stable) */
-        if (!g->nodes[i].alias) {
+        if (!g->nodes[i].alias && p->root[i] == i) {
             int32_t k = p->m++;
             for (; k > 0 && first[p->node[k - 1]] < first[i]; k--)
                 p->node[k] = p->node[k - 1];
@@ -165,7 +181,7 @@ static void plan_grads(const qh_graph *g, plan *p)
         }
     for (int32_t k = 0; k < p->m; k++) {
         int32_t i = p->node[k];
-        p->start[k] = n - first[i], p->end[k] = n - i, p->need[k] = g->nodes[i].numel;
+        p->start[k] = n - first[i], p->end[k] = n - p->low[i], p->need[k] = g->nodes[i].numel;
     }
 }
 
@@ -203,6 +219,9 @@ static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
         qh_node *nd = &g->nodes[p.node[k]];
         *(grads ? &nd->grad : &nd->out) = g->slots[p.slot_of[k]];
     }
+    for (int32_t i = 0; st == QH_OK && grads && i < g->n_nodes; i++)
+        if (!g->nodes[i].alias && p.root[i] != i)
+            g->nodes[i].grad = g->nodes[p.root[i]].grad; /* a residual add's operand: the add's buffer */
     plan_free(&p);
     return st;
 }
@@ -486,14 +505,16 @@ static void dx_commit(qh_graph *g, int32_t src, bool accumulate)
     s->grad_written = true;
 }
 
-/* Gradient that passes unchanged to a source (residual add). */
+/* Gradient that passes unchanged to a source (residual add); nothing to copy where the source's
+ * gradient buffer is the add's own (plan_grads). */
 static void pass_grad(qh_graph *g, int32_t src, const float *dy, int64_t total)
 {
     bool acc;
     float *dx = dx_target(g, src, &acc);
     if (!dx)
         return;
-    memcpy(dx, dy, (size_t)total * sizeof(float));
+    if (dx != dy)
+        memcpy(dx, dy, (size_t)total * sizeof(float));
     dx_commit(g, src, acc);
 }
 
