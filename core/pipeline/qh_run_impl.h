@@ -60,6 +60,7 @@ typedef struct qh_stage_metrics {
     qh_qanalysis qtotal;   /* their analyses added up (qh_qanalysis_add) */
     int32_t n_epochs;
     qh_epoch_log *epochs;
+    double restored_s;     /* train stage resumed from a checkpoint: the recorded time of its restored epochs */
     /* appended (issue 4), filled by qh_prune_run.c: pruning events of this stage, structured pruning */
     int32_t n_prune_events;
     qh_prune_event prune_events[QHI_MAX_PRUNE_EVENTS];

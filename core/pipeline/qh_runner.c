@@ -355,6 +355,9 @@ static qh_status run_train(qh_run *run, const qh_stage *s, qh_stage_metrics *m, 
     qhi_prune_hook_end(hook);
     mark_frozen(run->g, cfg->freeze, false);
     m->n_epochs = (int32_t)o.epochs_done;
+    m->restored_s = 0.0;
+    for (int64_t e = 0; e < o.resumed_at && e < o.epochs_done; e++)
+        m->restored_s += m->epochs[e].wall_s;
     /* the training buffers (an output and a gradient per node) are not kept for the stages after:
      * inference allocates its own, shared by liveness, a fraction of them */
     qhi_graph_free_exec(run->g);
@@ -509,6 +512,8 @@ qh_status qh_pipeline_run(const qh_pipeline_config *pc, const qh_registry *reg, 
         double t0 = qh_now_s();
         st = s->n_axes > 0 ? qhi_sweep_stage(&run, s, m, run_stage, err) : run_stage(&run, s, m, err);
         m->wall_s = qh_now_s() - t0;
+        if (s->n_axes == 0)
+            m->wall_s += m->restored_s; /* a resumed train stage: its time before the checkpoint too */
         if (st != QH_OK) {
             qh_error_prefix(err, "stage [%s] (%s%s%s)", s->name, m->type, s->plugin ? " " : "",
                             s->plugin ? s->plugin->name : "");

@@ -437,6 +437,50 @@ static void test_cli_full_pipeline_outputs_and_reload(void **state)
     assert_non_null(strstr(out_text, "OK (8 stages)"));
 }
 
+/* A model with batch norm: metrics.json and report.md give each tensor's stored width (fp32 32 bits,
+ * the int64 num_batches_tracked counters 64) and bytes. */
+static void test_cli_bn_model_stored_widths(void **state)
+{
+    (void)state;
+    char ini[256], out[256];
+    snprintf(ini, sizeof ini, "%s/bn.ini", tmpdir);
+    snprintf(out, sizeof out, "%s/bn", tmpdir);
+    FILE *f = fopen(ini, "w");
+    assert_non_null(f);
+    fputs("[pipeline]\nseed = 1\nstages = eval\n[model]\nplugin = resnet20\n[dataset]\nplugin = synthetic\n"
+          "channels = 3\nheight = 8\nwidth = 8\ntrain_size = 8\ntest_size = 8\n[eval]\ntype = evaluate\n",
+          f);
+    fclose(f);
+    assert_int_equal(qhost("-q -o '%s' '%s'", out, ini), 0);
+    json_t *m = load_json(out, "metrics.json");
+    json_t *layers = json_object_get(json_array_get(json_object_get(m, "stages"), 0), "layers");
+    int counters = 0, floats = 0;
+    for (size_t i = 0; i < json_array_size(layers); i++) {
+        json_t *l = json_array_get(layers, i);
+        const char *name = json_string_value(json_object_get(l, "name"));
+        json_int_t bits = json_integer_value(json_object_get(l, "bits"));
+        json_int_t numel = json_integer_value(json_object_get(l, "numel"));
+        json_int_t bytes = json_integer_value(json_object_get(l, "bytes"));
+        if (strstr(name, "num_batches_tracked")) {
+            assert_int_equal(bits, 64);
+            assert_int_equal(bytes, 8);
+            counters++;
+        } else {
+            assert_int_equal(bits, 32);
+            assert_int_equal(bytes, 4 * numel);
+            floats++;
+        }
+    }
+    assert_int_equal(counters, 21); /* resnet20 (1x1-conv shortcuts): stem + 9 blocks x 2 + 2 shortcuts */
+    assert_true(floats > 0);
+    json_decref(m);
+    char p[512], text[1 << 15];
+    snprintf(p, sizeof p, "%s/report.md", out);
+    slurp(p, text, sizeof text);
+    assert_non_null(strstr(text, "| bn1.num_batches_tracked | 1 | 100.00 | 64 | 8 |"));
+    assert_non_null(strstr(text, "| conv1.weight | 432 | 0.00 | 32 | 1728 |"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_cli_every_bad_ini_exits_2),
         cmocka_unit_test(test_cli_runtime_error_names_file),
         cmocka_unit_test(test_cli_full_pipeline_outputs_and_reload),
+        cmocka_unit_test(test_cli_bn_model_stored_widths),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -4,10 +4,13 @@
  * and a whole pipeline (train, prune, fine-tune, evaluate, export) interrupted twice and resumed
  * with qh_run_options.resume writes the same model files and metrics. Also [model]
  * weights_exclude (a head with another class count) through the runner. */
+#include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include "base/qh_timing.h"
 #include "pipeline_util.h"
 #include "qhost/qh_safetensors.h"
 #include "train_fixture.h"
@@ -272,6 +275,53 @@ static void test_pipeline_resume_matches_uninterrupted(void **state)
     qh_registry_free(reg);
 }
 
+/* Overwrites the recorded wall time of epoch `e` (0-based) in a train checkpoint: the row e, column 2
+ * of its F64 tensor train.epochs (qh_checkpoint.c), located through the safetensors header. */
+static void set_checkpoint_epoch_wall(const char *path, int64_t e, double seconds)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    unsigned char len8[8];
+    assert_int_equal(fread(len8, 1, 8, f), 8);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | len8[i];
+    char *text = malloc((size_t)n + 1);
+    assert_int_equal(fread(text, 1, (size_t)n, f), n);
+    text[n] = '\0';
+    json_error_t je;
+    json_t *h = json_loads(text, 0, &je);
+    assert_non_null(h);
+    json_t *t = json_object_get(h, "train.epochs");
+    assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F64");
+    long long begin = json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+    assert_int_equal(fseek(f, (long)(8 + n + (uint64_t)begin) + (long)((e * 8 + 2) * 8), SEEK_SET), 0);
+    assert_int_equal(fwrite(&seconds, sizeof seconds, 1, f), 1); /* little-endian host, as the file */
+    json_decref(h);
+    free(text);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A train stage resumed from its checkpoint reports, as its wall time, the recorded time of the
+ * restored epochs plus its own: the resumed run's stage is not shown as shorter than its epochs. */
+static void test_resumed_stage_time_includes_restored_epochs(void **state)
+{
+    (void)state;
+    qh_registry *reg = registry();
+    char d[300], ck[400];
+    snprintf(d, sizeof d, "%s/timed", tmpdir);
+    snprintf(ck, sizeof ck, "%s/checkpoints/train.ckpt.safetensors", d);
+    qh_error err;
+    assert_int_equal(run_pipeline(reg, d, "", 4, "", false, "1", &err), QH_E_ABORTED);
+    set_checkpoint_epoch_wall(ck, 0, 1000.0);
+    double t0 = qh_now_s();
+    assert_int_equal(run_pipeline(reg, d, "", 4, "", true, NULL, &err), QH_OK);
+    double t = qh_now_s() - t0, wall = pu_metric(d, "train", "wall_s");
+    assert_true(wall >= 1000.0 && wall <= 1000.0 + t);
+    assert_true(pu_metric(d, "finetune", "wall_s") < t); /* a stage run whole: its own time only */
+    qh_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_resume_carries_plateau_drops),
         cmocka_unit_test(test_resume_refuses_other_config_or_seed),
         cmocka_unit_test(test_pipeline_resume_matches_uninterrupted),
+        cmocka_unit_test(test_resumed_stage_time_includes_restored_epochs),
     };
     return cmocka_run_group_tests_name("resume", tests, setup, teardown);
 }
