@@ -25,6 +25,18 @@ static int32_t owner_of(const qh_graph *g, int32_t i)
 
 static void *alloc_floats(int64_t n) { return qh_alloc_aligned((size_t)(n > 0 ? n : 1) * sizeof(float)); }
 
+/* A batch-sized buffer of `bytes`, counted in g->act_bytes (what the passes hold now; reset by
+ * qhi_graph_free_exec). */
+static void *batch_buffer(qh_graph *g, int64_t bytes)
+{
+    void *p = qh_alloc_aligned((size_t)(bytes > 0 ? bytes : 1));
+    if (p)
+        g->act_bytes += bytes;
+    return p;
+}
+
+static float *batch_floats(qh_graph *g, int64_t n) { return batch_buffer(g, n * (int64_t)sizeof(float)); }
+
 static void plan_fusion(qh_graph *g)
 {
     for (int32_t i = 0; i < g->n_nodes; i++)
@@ -213,7 +225,7 @@ static qh_status share_buffers(qh_graph *g, int64_t cap, bool grads)
             g->shared_outs = true;
     }
     for (int32_t j = 0; st == QH_OK && j < g->n_slots; j++)
-        if (!(g->slots[j] = alloc_floats(cap * p.slot_numel[j])))
+        if (!(g->slots[j] = batch_floats(g, cap * p.slot_numel[j])))
             st = QH_E_NOMEM;
     for (int32_t k = 0; st == QH_OK && k < p.m; k++) {
         qh_node *nd = &g->nodes[p.node[k]];
@@ -305,14 +317,14 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
         if (nd->alias || share_outs)
             continue;
         /* a folded activation reads and writes no buffer of its own (only its gradient) */
-        if (!nd->fused_away && !(nd->out = alloc_floats(cap * nd->numel)))
+        if (!nd->fused_away && !(nd->out = batch_floats(g, cap * nd->numel)))
             goto nomem;
-        if (with_grads && !share_grads && !(nd->grad = alloc_floats(cap * nd->numel)))
+        if (with_grads && !share_grads && !(nd->grad = batch_floats(g, cap * nd->numel)))
             goto nomem;
         if (with_grads && nd->op == QH_OP_MAXPOOL2D &&
-            !(nd->argmax = qh_alloc_aligned((size_t)(cap * nd->numel) * sizeof(int32_t))))
+            !(nd->argmax = batch_buffer(g, cap * nd->numel * (int64_t)sizeof(int32_t))))
             goto nomem;
-        if (with_grads && nd->op == QH_OP_DROPOUT && !(nd->drop_mask = qh_alloc_aligned((size_t)(cap * nd->numel))))
+        if (with_grads && nd->op == QH_OP_DROPOUT && !(nd->drop_mask = batch_buffer(g, cap * nd->numel)))
             goto nomem;
     }
     if ((share_outs || share_grads) && share_buffers(g, cap, share_grads) != QH_OK)
@@ -320,12 +332,11 @@ static qh_status ensure_buffers(qh_graph *g, int64_t n, bool training, qh_error 
     if (ws && !(g->ws = qh_alloc_aligned(ws)))
         goto nomem;
     g->ws_size = ws;
-    if (with_grads && !(g->scratch = alloc_floats(cap * max_numel)))
+    if (with_grads && !(g->scratch = batch_floats(g, cap * max_numel)))
         goto nomem;
     g->scratch_size = cap * max_numel;
     g->batch_cap = cap;
     g->grads_allocated = with_grads;
-    g->act_bytes = cap * bytes_per_sample(g, with_grads);
     return QH_OK;
 nomem:
     qhi_graph_free_exec(g);

@@ -115,15 +115,6 @@ static json_t *structured_json(const qh_structured_metrics *sm)
     return o;
 }
 
-/* Bits per element as stored: the quantizer's bits, else the dtype's width (32 for fp32, 64 for a
- * batch norm's int64 num_batches_tracked). */
-static int stored_bits(const qh_layer_metrics *l)
-{
-    if (l->bits)
-        return l->bits;
-    return l->numel > 0 ? (int)(8 * l->bytes / l->numel) : 32;
-}
-
 static json_t *stage_json(const qh_stage_metrics *m)
 {
     json_t *o = json_object();
@@ -166,7 +157,7 @@ static json_t *stage_json(const qh_stage_metrics *m)
         json_object_set_new(x, "name", json_string(l->name));
         json_object_set_new(x, "numel", json_integer(l->numel));
         json_object_set_new(x, "sparsity", json_real(l->numel ? (double)l->zeros / (double)l->numel : 0.0));
-        json_object_set_new(x, "bits", json_integer(stored_bits(l)));
+        json_object_set_new(x, "bits", json_integer(l->bits));
         json_object_set_new(x, "bytes", json_integer(l->bytes));
         if (l->quantized_now) {
             json_object_set_new(x, "mse", json_real(l->mse));
@@ -344,7 +335,7 @@ static qh_status write_report(const qh_run *run, qh_error *err)
         for (int32_t i = 0; i < m->n_layers; i++) {
             const qh_layer_metrics *l = &m->layers[i];
             fprintf(f, "| %s | %lld | %.2f | %d | %lld |\n", l->name, (long long)l->numel,
-                    l->numel ? 100.0 * (double)l->zeros / (double)l->numel : 0.0, stored_bits(l),
+                    l->numel ? 100.0 * (double)l->zeros / (double)l->numel : 0.0, l->bits,
                     (long long)l->bytes);
         }
     }

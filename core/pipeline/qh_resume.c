@@ -55,8 +55,6 @@ static qh_status parse_layers(const json_t *arr, qh_stage_metrics *m, qh_error *
         l->numel = (int64_t)num(e, "numel");
         l->zeros = (int64_t)llround(num(e, "sparsity") * (double)l->numel);
         l->bits = (int32_t)num(e, "bits");
-        if (l->bits >= 32) /* stored as it is: fp32, or an int64 counter */
-            l->bits = 0;
         l->bytes = (int64_t)num(e, "bytes");
         l->quantized_now = json_object_get(e, "mse") != NULL;
         l->mse = l->quantized_now ? num(e, "mse") : -1.0;

@@ -10,7 +10,7 @@ typedef struct qh_layer_metrics {
     char name[QH_NAME_MAX];
     int64_t numel;
     int64_t zeros;
-    int32_t bits;      /* 0 = float */
+    int32_t bits;      /* as stored: the quantizer's code width, else the dtype's (32 fp32, 64 int64) */
     int64_t bytes;     /* storage of this parameter (quantized or fp32) */
     double mse;        /* quantization error against the weights before the stage (quantize stages) */
     bool quantized_now;

@@ -133,7 +133,7 @@ static qh_status snapshot(qh_run *run, qh_stage_metrics *m, const double *mse, q
         snprintf(l->name, sizeof l->name, "%s", v->name);
         l->numel = qh_tensor_numel(v);
         l->zeros = qh_tensor_count_zeros(v);
-        l->bits = run->qt[i].bits;
+        l->bits = run->qt[i].bits > 0 ? run->qt[i].bits : 8 * (int32_t)qh_dtype_size(v->dtype);
         l->bytes = weight_bytes(run, i);
         l->mse = mse ? mse[i] : -1.0;
         l->quantized_now = mse && mse[i] >= 0.0;

@@ -11,35 +11,14 @@ MODEL: resnet20, resnet20_a, mobilenetv2_cifar.
 Run with Debian's /usr/bin/python3 (python3-torch). Not part of the test suite: it needs a trained
 model, e.g. `check_torch_zoo_eval.py mobilenetv2_cifar runs/mobilenetv2_fmnist/mobilenetv2-fmnist.safetensors`."""
 import argparse
-import json
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import gen_model_names as zoo
-from torch_lenet5 import images, read_idx
-
-DTYPES = {"F32": "<f4", "I64": "<i8"}
-
-
-def load_state(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        if info["dtype"] not in DTYPES:
-            sys.exit(f"{path}: {name}: dtype {info['dtype']} not supported here")
-        b, e = info["data_offsets"]
-        arr = np.frombuffer(raw[8 + n + b:8 + n + e], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
-    return out
+from torch_lenet5 import images, load_safetensors, read_idx
 
 
 def one_channel(model, name):
@@ -62,7 +41,11 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(0)
     model = one_channel(zoo.MODELS[a.model](), a.model)
-    model.load_state_dict(load_state(a.file), strict=True)
+    try:
+        model.load_state_dict(load_safetensors(a.file), strict=True)
+    except (OSError, ValueError, RuntimeError) as e:  # unreadable file, other dtypes, other names/shapes
+        print(f"{a.file}: not a {a.model} model file for 1x28x28 input: {e}", file=sys.stderr)
+        return 1
     model.eval()
     x = images("t10k-images-idx3-ubyte.gz")[:a.n]
     y = torch.from_numpy(read_idx("t10k-labels-idx1-ubyte.gz").astype("int64"))[:a.n]

@@ -59,8 +59,12 @@ def save_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+SAFETENSORS_DTYPES = {"F32": "<f4", "I64": "<i8"}
+
+
 def load_safetensors(path):
-    """Reads an F32-only safetensors file into a dict of tensors (enough for model files)."""
+    """Reads a safetensors file of F32 and I64 tensors (model files: weights, batch norm buffers and
+    their num_batches_tracked counters) into a dict of tensors."""
     with open(path, "rb") as f:
         raw = f.read()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -68,8 +72,9 @@ def load_safetensors(path):
     header.pop("__metadata__", None)
     out = {}
     for name, info in header.items():
-        assert info["dtype"] == "F32", f"{name}: {info['dtype']}"
+        if info["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: {name}: dtype {info['dtype']} is not read here (F32, I64)")
         b, e = info["data_offsets"]
-        arr = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
+        arr = np.frombuffer(raw[8 + n + b:8 + n + e], dtype=SAFETENSORS_DTYPES[info["dtype"]])
+        out[name] = torch.from_numpy(arr.reshape(info["shape"]).copy())
     return out
